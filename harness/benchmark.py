@@ -1,0 +1,83 @@
+"""Declarative benchmarks: problems, a fixed prompt, and the reward that grades them.
+
+A benchmark's prompt template and system prompt are fixed per benchmark and recorded with
+every result (see :meth:`Benchmark.describe`), so two numbers are only compared when they
+were produced by the same prompt.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import UserError
+
+#: Where bundled benchmark data lives (``benchmarks/data`` in the source tree).
+DATA_DIR = Path(os.environ.get("GRPO_BENCH_DATA_DIR") or Path(__file__).resolve().parent.parent / "benchmarks" / "data")
+
+
+@dataclass
+class Problem:
+    id: str
+    prompt: str  # the user message, already formatted with the benchmark's template
+    answer: str  # gold answer passed to rewards as the ``answer`` column
+    columns: dict[str, Any] = field(default_factory=dict)  # extra dataset columns for rewards
+
+    def reward_columns(self) -> dict[str, Any]:
+        return {"answer": self.answer, **self.columns}
+
+
+class Benchmark:
+    """Subclass and set the class attributes; implement :meth:`load_split`."""
+
+    name: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("test",)
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    license: ClassVar[str] = ""
+    system_prompt: ClassVar[str | None] = None
+    prompt_template: ClassVar[str] = "{question}"
+    #: The reward function (by registered name) that decides correctness in evaluation.
+    eval_reward: ClassVar[str] = "math_verify"
+
+    def __init__(self) -> None:
+        self._cache: dict[str, list[Problem]] = {}
+
+    def load_split(self, split: str) -> list[Problem]:
+        raise NotImplementedError
+
+    def problems(self, split: str, limit: int | None = None) -> list[Problem]:
+        if split not in self.splits:
+            raise UserError(f"benchmark {self.name!r} has no split {split!r} (splits: {', '.join(self.splits)})")
+        if split not in self._cache:
+            self._cache[split] = self.load_split(split)
+        rows = self._cache[split]
+        return rows[:limit] if limit else rows
+
+    def render(self, question: str) -> str:
+        """The user message: ``prompt_template`` with ``{question}`` replaced (no other braces are special)."""
+        return self.prompt_template.replace("{question}", question)
+
+    def messages(self, problem: Problem) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return msgs + [{"role": "user", "content": problem.prompt}]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "prompt_template": self.prompt_template,
+            "system_prompt": self.system_prompt,
+            "eval_reward": self.eval_reward,
+            "source": self.source,
+            "license": self.license,
+        }
+
+
+def read_jsonl_gz(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -1,0 +1,127 @@
+"""The ``grpo-bench`` command: run, eval, leaderboard, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _cmd_run(args) -> int:
+    from .registry import default_registry
+    from .runner import run_suite
+    from .suite import load_suite
+
+    registry = default_registry()
+    suite = load_suite(args.suite, registry)
+    out = run_suite(suite, registry, Path(args.results_dir), args.variant)
+    print((out / "leaderboard.md").read_text())
+    print(f"results: {out}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import json
+
+    from .evaluator import EvalConfig, evaluate
+    from .io import atomic_write_json, write_jsonl
+    from .models import eos_ids, load_policy
+    from .registry import default_registry
+    from .rewards import RewardScorer
+    from .runner import pick_device
+
+    registry = default_registry()
+    bench = registry.get("benchmarks", args.benchmark)
+    engine_cls = registry.get("engines", args.engine)
+    model, tokenizer = load_policy(args.model, args.dtype, pick_device(args.device))
+    engine = engine_cls(model, tokenizer, eos_ids(model, tokenizer))
+    scorer = RewardScorer({bench.eval_reward: registry.get("rewards", bench.eval_reward)})
+    try:
+        cfg = EvalConfig(args.max_new_tokens, args.samples, args.temperature, args.batch_size, args.seed)
+        summary, records = evaluate(engine, tokenizer, bench, args.split, args.limit or None, scorer, cfg)
+    finally:
+        scorer.close()
+        engine.close()
+    summary["model"] = args.model
+    if args.out:
+        atomic_write_json(Path(args.out), summary)
+        write_jsonl(Path(args.out).with_suffix(".records.jsonl"), records)
+    print(json.dumps({k: v for k, v in summary.items() if k != "benchmark_spec"}, indent=2))
+    return 0
+
+
+def _cmd_leaderboard(args) -> int:
+    from .leaderboard import write_leaderboard
+
+    print(write_leaderboard(Path(args.dir)))
+    return 0
+
+
+def _cmd_plugins(args) -> int:
+    from .registry import KINDS, default_registry
+
+    registry = default_registry()
+    for kind in KINDS:
+        print(f"{kind}:")
+        for name in registry.names(kind):
+            print(f"  {name:<16} {registry.tables[kind][name].source}")
+    if registry.errors:
+        print("plugin errors:")
+        for err in registry.errors:
+            print(f"  {err}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grpo-bench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate every variant x seed of a suite, then print the leaderboard")
+    run.add_argument("suite", help="suite file (TOML)")
+    run.add_argument("--results-dir", default="results", help="results root (default: results)")
+    run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    run.set_defaults(fn=_cmd_run)
+
+    ev = sub.add_parser("eval", help="evaluate one model on one benchmark")
+    ev.add_argument("--model", required=True, help="model path, hub id, 'smollm2-135m-instruct' or 'tiny-random'")
+    ev.add_argument("--benchmark", required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--limit", type=int, default=0, help="first N problems (0: all)")
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--samples", type=int, default=0, help="k for mean@k (0: greedy only)")
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--engine", default="hf")
+    ev.add_argument("--dtype", default="float32")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--out", help="write the summary JSON here (records beside it)")
+    ev.set_defaults(fn=_cmd_eval)
+
+    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.md/.csv from a suite's results folder")
+    lb.add_argument("dir")
+    lb.set_defaults(fn=_cmd_leaderboard)
+
+    pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
+    pl.set_defaults(fn=_cmd_plugins)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    if os.environ.get("GRPO_BENCH_HUB") != "1":  # no network here: fail fast instead of retrying the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.basicConfig(level=logging.INFO, format="[grpo-bench] %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        print(f"grpo-bench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

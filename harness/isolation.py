@@ -1,0 +1,186 @@
+"""Run calls in worker processes with a hard per-call wall-clock limit.
+
+Threads cannot be interrupted in Python and math-verify's own timeout relies on SIGALRM (main
+thread only), so a reward call runs in a separate process. A call that overruns its limit gets
+its worker killed (and replaced); a worker that dies is reported as an error. Neither stops the
+batch: every call gets an :class:`Outcome`.
+
+Callables must be picklable by reference (module-level functions). Unpicklable ones (lambdas,
+closures) fall back to ``inline`` mode: a daemon thread whose result is abandoned on timeout,
+which bounds the *wait* but cannot stop the computation.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable
+
+
+@dataclass
+class Outcome:
+    status: str  # "ok" | "error" | "timeout"
+    value: Any = None
+    message: str = ""
+    seconds: float = 0.0
+
+
+Call = tuple[Callable, tuple, dict]
+
+
+def _worker_main(conn: Connection) -> None:
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        fn, args, kwargs = task
+        try:
+            conn.send(("ok", fn(*args, **kwargs), ""))
+        except BaseException as exc:  # report everything, including SystemExit from user code
+            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            try:
+                conn.send(("error", None, tb))
+            except Exception:
+                return
+
+
+class _Worker:
+    def __init__(self, ctx):
+        parent, child = ctx.Pipe()
+        self.conn = parent
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+        finally:
+            self.proc.join(timeout=5)
+            self.conn.close()
+
+
+def picklable(fn: Callable) -> bool:
+    try:
+        pickle.dumps(fn)
+        return True
+    except Exception:
+        return False
+
+
+class WorkerPool:
+    """A fixed number of worker processes; ``run`` maps calls onto them with a per-call limit."""
+
+    def __init__(self, workers: int = 1, timeout_s: float = 10.0, start_method: str = "spawn"):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.size = workers
+        self.timeout_s = timeout_s
+        self._ctx = mp.get_context(start_method)
+        self._workers: list[_Worker] = []
+
+    def _ensure(self) -> None:
+        while len(self._workers) < self.size:
+            self._workers.append(_Worker(self._ctx))
+
+    def run(self, calls: list[Call]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(calls)
+        inline = [i for i, (fn, _, _) in enumerate(calls) if not picklable(fn)]
+        for i in inline:
+            outcomes[i] = run_inline(calls[i], self.timeout_s)
+        pending = deque(i for i in range(len(calls)) if outcomes[i] is None)
+        if not pending:
+            return outcomes  # type: ignore[return-value]
+        self._ensure()
+        idle = list(self._workers)
+        busy: dict[Connection, tuple[_Worker, int, float]] = {}
+        while pending or busy:
+            while pending and idle:
+                worker = idle.pop()
+                i = pending.popleft()
+                try:
+                    worker.conn.send(calls[i])
+                except Exception as exc:  # e.g. an argument that cannot be pickled
+                    outcomes[i] = Outcome("error", message=f"could not send call: {type(exc).__name__}: {exc}")
+                    idle.append(worker)
+                    continue
+                busy[worker.conn] = (worker, i, time.monotonic())
+            if not busy:
+                continue
+            now = time.monotonic()
+            next_deadline = min(start + self.timeout_s for _, _, start in busy.values())
+            ready = wait(list(busy), timeout=max(0.0, next_deadline - now))
+            now = time.monotonic()
+            for conn in ready:
+                worker, i, start = busy.pop(conn)
+                try:
+                    status, value, message = conn.recv()
+                    outcomes[i] = Outcome(status, value, message, now - start)
+                    idle.append(worker)
+                except (EOFError, OSError):
+                    code = worker.proc.exitcode
+                    worker.kill()
+                    self._replace(worker)
+                    idle.append(self._workers[-1])
+                    outcomes[i] = Outcome("error", message=f"worker process died (exit code {code})", seconds=now - start)
+            for conn, (worker, i, start) in list(busy.items()):
+                if now - start >= self.timeout_s:
+                    busy.pop(conn)
+                    worker.kill()
+                    self._replace(worker)
+                    idle.append(self._workers[-1])
+                    outcomes[i] = Outcome("timeout", message=f"exceeded {self.timeout_s:g} s", seconds=now - start)
+        return outcomes  # type: ignore[return-value]
+
+    def _replace(self, dead: _Worker) -> None:
+        self._workers.remove(dead)
+        self._workers.append(_Worker(self._ctx))
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except Exception:
+                pass
+            worker.proc.join(timeout=2)
+            if worker.proc.is_alive():
+                worker.kill()
+        self._workers.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_inline(call: Call, timeout_s: float) -> Outcome:
+    """Fallback for unpicklable callables: a daemon thread, abandoned if it overruns."""
+    fn, args, kwargs = call
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:
+            box["error"] = traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+    start = time.monotonic()
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    seconds = time.monotonic() - start
+    if thread.is_alive():
+        return Outcome("timeout", message=f"exceeded {timeout_s:g} s (inline thread abandoned)", seconds=seconds)
+    if "error" in box:
+        return Outcome("error", message=box["error"], seconds=seconds)
+    return Outcome("ok", box.get("value"), seconds=seconds)

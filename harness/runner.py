@@ -1,0 +1,186 @@
+"""Runs a suite: the base model's evaluation, then every variant x seed (train, evaluate), then the table.
+
+Finished runs (``summary.json`` present) are skipped; an unfinished one resumes from its last
+checkpoint. Every file is written atomically, so a kill at any moment loses at most the steps
+since the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .evaluator import EvalConfig, evaluate
+from .io import atomic_write_json, write_jsonl
+from .leaderboard import write_leaderboard
+from .models import eos_ids, load_policy
+from .provenance import provenance
+from .registry import Registry
+from .rewards import RewardScorer
+from .suite import Suite, config_hash
+from .trainer import Trainer, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+class Session:
+    """A loaded model, its base weights, a rollout engine and reward scorers, shared by all runs."""
+
+    def __init__(self, suite: Suite, registry: Registry):
+        self.suite, self.registry = suite, registry
+        meta = suite.suite
+        self.device = pick_device(meta.device)
+        self.model, self.tokenizer = load_policy(meta.model, meta.dtype, self.device)
+        self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        engine_cls = registry.get("engines", meta.engine)
+        self.engine = engine_cls(self.model, self.tokenizer, eos_ids(self.model, self.tokenizer))
+        self._scorers: dict[str, RewardScorer] = {}
+
+    def scorer(self, names: list[str], weights: dict | None = None) -> RewardScorer:
+        key = repr((names, sorted((weights or {}).items())))
+        if key not in self._scorers:
+            tr = self.suite.train
+            self._scorers[key] = RewardScorer({n: self.registry.get("rewards", n) for n in names}, weights,
+                                              timeout_s=tr.reward_timeout_s, workers=tr.reward_workers)
+        return self._scorers[key]
+
+    def reset_weights(self) -> None:
+        self.model.load_state_dict(self.base_state)
+        self.engine.sync_weights(self.model)
+
+    def close(self) -> None:
+        for s in self._scorers.values():
+            s.close()
+        self.engine.close()
+
+
+def eval_config(suite: Suite, seed: int) -> EvalConfig:
+    ev = suite.eval
+    return EvalConfig(ev.max_new_tokens, ev.samples, ev.temperature, ev.batch_size, seed)
+
+
+def run_evals(session: Session, run_dir: Path, seed: int) -> dict:
+    out = {}
+    for target in session.suite.eval.benchmarks:
+        key = f"{target.name}-{target.split}"
+        summary_path = run_dir / "eval" / f"{key}.json"
+        if summary_path.exists():
+
+            out[key] = json.loads(summary_path.read_text())
+            continue
+        bench = session.registry.get("benchmarks", target.name)
+        scorer = session.scorer([bench.eval_reward])
+        summary, records = evaluate(session.engine, session.tokenizer, bench, target.split, target.limit or None,
+                                    scorer, eval_config(session.suite, seed))
+        write_jsonl(run_dir / "eval" / f"{key}.records.jsonl", records)
+        atomic_write_json(summary_path, summary)
+        log.info("%s %s: pass@1 = %.3f (n = %d)", run_dir.name, key, summary["pass@1"], summary["n"])
+        out[key] = summary
+    return out
+
+
+def train_summary(metrics: list[dict], steps: int) -> dict:
+    if not metrics:
+        return {}
+    tail = metrics[-max(1, len(metrics) // 4):]
+    return {
+        "steps": steps,
+        "reward_first": metrics[0]["reward_mean"],
+        "reward_last_quarter": sum(r["reward_mean"] for r in tail) / len(tail),
+        "reward_curve": [r["reward_mean"] for r in metrics],
+        "samples": sum(r["samples"] for r in metrics),
+        "generated_tokens": sum(r["generated_tokens"] for r in metrics),
+        "response_length_mean": sum(r["response_length_mean"] for r in metrics) / len(metrics),
+        "wall_s": metrics[-1]["elapsed_s"],
+    }
+
+
+def run_one(session: Session, out: Path, variant_name: str | None, seed: int, base: dict) -> None:
+    suite = session.suite
+    name = variant_name or "base"
+    run_dir = out / "runs" / name / f"seed{seed}"
+    if (run_dir / "summary.json").exists():
+        log.info("skip %s seed %d: finished", name, seed)
+        return
+    torch.manual_seed(seed)
+    session.reset_weights()
+    record = dict(base, variant=name, seed=seed)
+    t0 = time.perf_counter()
+    if variant_name is None:
+        atomic_write_json(run_dir / "config.json", record)
+        train = {}
+    else:
+        variant = suite.variant(variant_name)
+        algo = session.registry.get("algorithms", variant.algorithm)(**dict(variant.options))
+        record["algorithm"] = algo.config()
+        atomic_write_json(run_dir / "config.json", record)
+        tr = suite.train
+        bench = session.registry.get("benchmarks", tr.benchmark)
+        rewards = list(tr.rewards)
+        weights = dict(tr.reward_weights)
+        if bench.eval_reward not in rewards:  # logged as accuracy, weight 0 in the training reward
+            rewards.append(bench.eval_reward)
+            weights[bench.eval_reward] = 0.0
+        ref_model = None
+        if algo.options.beta > 0:
+            ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
+            ref_model.requires_grad_(False)
+        cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__})
+        trainer = Trainer(session.model, session.tokenizer, session.engine, algo, session.scorer(rewards, weights),
+                          bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward)
+        train = train_summary(trainer.train(), tr.steps)
+    evals = run_evals(session, run_dir, seed)
+    summary = dict(record, status="finished", train=train, eval=evals, run_wall_s=time.perf_counter() - t0)
+    atomic_write_json(run_dir / "summary.json", summary)
+    if not suite.suite.keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+
+
+def run_suite(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None) -> Path:
+    out = Path(results_root) / suite.suite.name
+    resolved = suite.resolved()
+    digest = config_hash(resolved)
+    stamp = out / "suite.json"
+    if stamp.exists():
+
+        old = json.loads(stamp.read_text())
+        if old.get("config_hash") != digest:
+            raise UserError(
+                f"{out} holds results of a different configuration of suite {suite.suite.name!r} "
+                f"(hash {old.get('config_hash')} != {digest}); move it away or pass --results-dir"
+            )
+    names = [v.name for v in suite.variants]
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise UserError(f"--variant {unknown[0]!r}: not in suite (variants: {', '.join(names)})")
+    prov = provenance()
+    atomic_write_json(stamp, {"config": resolved, "config_hash": digest, "suite_file": str(suite.path),
+                              "provenance": prov})
+    base = {"suite": suite.suite.name, "config": resolved, "config_hash": digest, "provenance": prov,
+            "benchmarks": {t.name: registry.get("benchmarks", t.name).describe() for t in suite.eval.benchmarks}}
+    session = Session(suite, registry)
+    base["chat_template"] = getattr(session.tokenizer, "chat_template", None)
+    try:
+        run_one(session, out, None, suite.suite.seeds[0], base)
+        for variant in suite.variants:
+            if only and variant.name not in only:
+                continue
+            for seed in suite.suite.seeds:
+                run_one(session, out, variant.name, seed, base)
+    finally:
+        session.close()
+    write_leaderboard(out)
+    return out

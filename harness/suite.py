@@ -1,0 +1,207 @@
+"""Suite files (TOML): what to train, how, with which variants and seeds, and what to evaluate.
+
+Every key is checked before anything runs: an unknown key, a wrong type, an unknown plugin or a
+missing file is a :class:`SuiteError` naming the file and the key (``suite.toml: train.steps:
+expected int, got str``). See ``benchmarks/smoke.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .evaluator import EvalConfig
+from .registry import Registry
+from .trainer import TrainConfig
+
+
+class SuiteError(UserError):
+    pass
+
+
+@dataclass
+class SuiteMeta:
+    name: str = ""
+    model: str = "smollm2-135m-instruct"
+    dtype: str = "float32"
+    engine: str = "hf"
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    seeds: list[int] = field(default_factory=lambda: [0])
+    keep_checkpoints: bool = False
+
+
+@dataclass
+class TrainSection(TrainConfig):
+    benchmark: str = "arith"
+    split: str = "train"
+    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
+    reward_weights: dict = field(default_factory=dict)
+    reward_timeout_s: float = 10.0
+    reward_workers: int = 1
+
+
+@dataclass
+class EvalTarget:
+    name: str = ""
+    split: str = "test"
+    limit: int = 0  # 0: the whole split
+
+
+@dataclass
+class EvalSection(EvalConfig):
+    benchmarks: list[EvalTarget] = field(default_factory=list)
+
+
+@dataclass
+class Variant:
+    algorithm: str = ""
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    path: Path
+    suite: SuiteMeta
+    train: TrainSection
+    eval: EvalSection
+    variants: list[Variant]
+
+    def resolved(self) -> dict[str, Any]:
+        """The suite as plain data (what gets hashed and recorded with every result)."""
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        return d
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_TYPE_NAMES = {int: "int", float: "float", str: "string", bool: "bool", list: "array", dict: "table"}
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp) or tp
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SuiteError(f"{where}: expected array, got {type(value).__name__} {value!r}")
+        (inner,) = typing.get_args(tp) or (Any,)
+        if dataclasses.is_dataclass(inner):
+            return [_build(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is Any:
+        return value
+    ok = isinstance(value, origin) and not (isinstance(value, bool) and origin is not bool)
+    if not ok:
+        raise SuiteError(f"{where}: expected {_TYPE_NAMES.get(origin, origin)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise SuiteError(f"{where}: expected a table, got {type(table).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in table.items():
+        if key not in hints:
+            raise SuiteError(f"{where}.{key}: unknown key (known: {', '.join(names)})")
+        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def load_suite(path: str | Path, registry: Registry) -> Suite:
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: file not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+
+    def err(key: str, msg: str) -> SuiteError:
+        return SuiteError(f"{path}: {key}: {msg}")
+
+    known = {"suite", "train", "eval", "variants"}
+    for key in data:
+        if key not in known:
+            raise err(key, f"unknown key (known: {', '.join(sorted(known))})")
+    try:
+        meta = _build(SuiteMeta, data.get("suite", {}), "suite")
+        train = _build(TrainSection, data.get("train", {}), "train")
+        ev = _build(EvalSection, data.get("eval", {}), "eval")
+        variants = _check_type(data.get("variants", []), list[Variant], "variants")
+    except SuiteError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
+
+    meta.name = meta.name or path.stem
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", meta.name):
+        raise err("suite.name", f"use letters, digits, '.', '_' or '-' only, got {meta.name!r}")
+    if not meta.seeds:
+        raise err("suite.seeds", "at least one seed is needed")
+    if meta.dtype not in ("float32", "bfloat16", "float16"):
+        raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
+    _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
+    if not variants:
+        raise err("variants", "at least one [[variants]] entry is needed")
+    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",
+                "generation_batch_size", "reward_workers"):
+        if getattr(train, key) < 1:
+            raise err(f"train.{key}", f"must be >= 1, got {getattr(train, key)}")
+    if train.group_size < 2:
+        raise err("train.group_size", "must be >= 2 (advantages are normalised within a group)")
+    if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
+        raise err("train.learning_rate" if train.learning_rate <= 0 else "train.reward_timeout_s", "must be > 0")
+    bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")
+    if train.split not in bench.splits:
+        raise err("train.split", f"benchmark {train.benchmark!r} has no split {train.split!r}")
+    if not train.rewards:
+        raise err("train.rewards", "at least one reward is needed")
+    for i, name in enumerate(train.rewards):
+        _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
+    for name, weight in train.reward_weights.items():
+        if name not in train.rewards:
+            raise err(f"train.reward_weights.{name}", "not one of train.rewards")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise err(f"train.reward_weights.{name}", f"expected float, got {type(weight).__name__}")
+    for i, target in enumerate(ev.benchmarks):
+        b = _check_plugin(registry, "benchmarks", target.name, err, f"eval.benchmarks[{i}].name")
+        if target.split not in b.splits:
+            raise err(f"eval.benchmarks[{i}].split", f"benchmark {target.name!r} has no split {target.split!r}")
+        _check_plugin(registry, "rewards", b.eval_reward, err, f"eval.benchmarks[{i}].name")
+        if target.limit < 0:
+            raise err(f"eval.benchmarks[{i}].limit", "must be >= 0")
+    seen = set()
+    for i, v in enumerate(variants):
+        cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")
+        v.name = v.name or v.algorithm
+        if v.name in seen or v.name == "base":
+            raise err(f"variants[{i}].name", f"duplicate or reserved variant name {v.name!r}")
+        seen.add(v.name)
+        try:
+            algo = cls(**dict(v.options))
+        except UserError as exc:
+            raise err(f"variants[{i}].options", str(exc)) from None
+        v.options = algo.config()["options"]  # resolved: every option with its value, defaults included
+    return Suite(path, meta, train, ev, variants)
+
+
+def _check_plugin(registry: Registry, kind: str, name: str, err, key: str):
+    try:
+        return registry.get(kind, name)
+    except UserError as exc:
+        raise err(key, str(exc)) from None

@@ -1,0 +1,95 @@
+"""GSM8K, MATH and MATH-500 from the copies bundled under ``benchmarks/data`` (see its README).
+
+With ``GRPO_BENCH_HUB=1`` the same loaders read the Hugging Face hub datasets instead
+(``openai/gsm8k``, ``EleutherAI/hendrycks_math``, ``HuggingFaceH4/MATH-500``) through ``datasets``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from grpo_bench import hookimpl
+from grpo_bench.benchmark import DATA_DIR, Benchmark, Problem, read_jsonl_gz
+from grpo_bench.errors import UserError
+
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def _use_hub() -> bool:
+    return os.environ.get("GRPO_BENCH_HUB", "") == "1"
+
+
+def _hub_rows(path: str, name: str | None, split: str) -> list[dict]:
+    import datasets
+
+    return list(datasets.load_dataset(path, name, split=split))
+
+
+def _bundled(rel: str) -> list[dict]:
+    path = DATA_DIR / rel
+    if not path.exists():
+        raise UserError(f"bundled data file missing: {path}")
+    return read_jsonl_gz(path)
+
+
+def _boxed_answer(solution: str) -> str:
+    from grpo_bench.plugins.rewards.math_answer import last_boxed
+
+    return last_boxed(solution) or ""
+
+
+class GSM8K(Benchmark):
+    name = "gsm8k"
+    splits = ("train", "test")
+    description = "Grade-school math word problems (Cobbe et al. 2021); 7473 train / 1319 test."
+    source = "openai/grade-school-math @ 3101c7d5, grade_school_math/data/"
+    license = "MIT"
+    prompt_template = "{question}\n" + BOXED_INSTRUCTION
+
+    def load_split(self, split):
+        rows = _hub_rows("openai/gsm8k", "main", split) if _use_hub() else _bundled(f"gsm8k/{split}.jsonl.gz")
+        out = []
+        for i, row in enumerate(rows):
+            final = row["answer"].split("####")[-1].strip().replace(",", "")
+            out.append(Problem(f"gsm8k/{split}/{i}", self.render(row["question"]),
+                               final, {"solution": row["answer"]}))
+        return out
+
+
+class MATH(Benchmark):
+    name = "math"
+    splits = ("train", "test")
+    description = "Competition mathematics (Hendrycks et al. 2021); 7500 train / 5000 test, levels 1-5."
+    source = "Hendrycks MATH, original per-problem layout joined in path order"
+    license = "MIT"
+    prompt_template = "{question}\n" + BOXED_INSTRUCTION
+
+    def load_split(self, split):
+        rows = _hub_rows("EleutherAI/hendrycks_math", None, split) if _use_hub() else _bundled(f"math/{split}.jsonl.gz")
+        return [
+            Problem(row.get("unique_id", f"math/{split}/{i}"), self.render(row["problem"]),
+                    _boxed_answer(row["solution"]), {"level": row.get("level"), "subject": row.get("type")})
+            for i, row in enumerate(rows)
+        ]
+
+
+class MATH500(Benchmark):
+    name = "math500"
+    splits = ("test",)
+    description = "MATH-500, the 500-problem MATH test subset used by most RL papers."
+    source = "OpenAI prm800k math_splits/test.jsonl"
+    license = "MIT"
+    prompt_template = "{question}\n" + BOXED_INSTRUCTION
+
+    def load_split(self, split):
+        rows = _hub_rows("HuggingFaceH4/MATH-500", None, split) if _use_hub() else _bundled("math500/test.jsonl.gz")
+        return [
+            Problem(row["unique_id"], self.render(row["problem"]), row["answer"],
+                    {"level": row.get("level"), "subject": row.get("subject")})
+            for row in rows
+        ]
+
+
+@hookimpl
+def grpo_bench_benchmarks():
+    return {"gsm8k": GSM8K(), "math": MATH(), "math500": MATH500()}

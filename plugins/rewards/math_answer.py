@@ -1,0 +1,86 @@
+"""Math answer rewards: ``math_verify`` (answer correctness) and ``format`` (a boxed answer is present).
+
+``math_verify``: the gold answer (dataset column ``answer``) is parsed first; the prediction is
+the last ``\\boxed{...}`` of the completion or, for GSM8K-style text, the number after ``####``
+(thousands commas allowed); then ``math_verify.verify(gold, pred)``. 1.0 when equal, 0.0 when not,
+``None`` when the gold answer itself cannot be parsed (the reward does not apply).
+math-verify's SIGALRM timeouts are switched off here: the harness's worker pool bounds each call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from grpo_bench import hookimpl
+from grpo_bench.rewards import completion_text
+
+# we pass timeouts of None on purpose (the harness bounds each call); silence the reminder
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_HASH_ANSWER = re.compile(r"####\s*\$?\s*([-+]?[\d,]*\.?\d+)")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, else None."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth = 1
+        for j in range(start, len(text)):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:j]
+    return None
+
+
+def gsm8k_hash_answer(text: str) -> str | None:
+    """The number after the last ``####`` with commas removed (GSM8K's answer format)."""
+    found = _HASH_ANSWER.findall(text)
+    return found[-1].replace(",", "") if found else None
+
+
+def _parse(text: str):
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    return parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None)
+
+
+def check_answer(gold: str, completion: str) -> float | None:
+    """1.0 / 0.0 for one gold answer and completion; None when the gold cannot be parsed."""
+    from math_verify import verify
+
+    gold = str(gold).strip()
+    gold_text = gold if "\\boxed" in gold or gold.startswith("$") else f"${gold}$"
+    gold_parsed = _parse(gold_text)
+    if not gold_parsed:
+        return None
+    boxed = last_boxed(completion)
+    if boxed is not None:
+        pred_text = f"$\\boxed{{{boxed}}}$"
+    else:
+        number = gsm8k_hash_answer(completion)
+        if number is None:
+            return 0.0
+        pred_text = f"${number}$"
+    pred = _parse(pred_text)
+    if not pred:
+        return 0.0
+    return 1.0 if verify(gold_parsed, pred, timeout_seconds=None) else 0.0
+
+
+def math_verify(prompts, completions, answer, **kwargs) -> list[float | None]:
+    """Answer correctness against the ``answer`` column, via the math-verify package."""
+    return [check_answer(gold, completion_text(c)) for gold, c in zip(answer, completions)]
+
+
+def boxed_format(prompts, completions, **kwargs) -> list[float]:
+    """1.0 when the completion contains a complete ``\\boxed{...}`` answer, else 0.0."""
+    return [1.0 if last_boxed(completion_text(c)) is not None else 0.0 for c in completions]
+
+
+@hookimpl
+def grpo_bench_rewards():
+    return {"math_verify": math_verify, "format": boxed_format}
