@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .benchmark import Benchmark
 from .engine import RolloutEngine, SamplingConfig
+from .estimators import pass_at_k
 from .rewards import RewardScorer
 from .trainer import prompt_token_ids
 
@@ -61,6 +62,9 @@ def evaluate(engine: RolloutEngine, tokenizer, benchmark: Benchmark, split: str,
         for i, rec in enumerate(records):
             rec["sample_correct"] = ok[i * cfg.samples:(i + 1) * cfg.samples]
         summary[f"mean@{cfg.samples}"] = sum(ok) / len(ok)
+        for k in sorted({1, cfg.samples}):  # unbiased pass@k from the k samples (Chen et al. 2021)
+            summary[f"pass@{k} (sampled)"] = sum(
+                pass_at_k(cfg.samples, sum(r["sample_correct"]), k) for r in records) / len(records)
         gen_tokens += sum(len(c.token_ids) for group in sampled for c in group)
     summary["generated_tokens"] = gen_tokens
     summary["wall_s"] = time.perf_counter() - t0
