@@ -69,14 +69,6 @@ class _Worker:
             self.conn.close()
 
 
-def picklable(fn: Callable) -> bool:
-    try:
-        pickle.dumps(fn)
-        return True
-    except Exception:
-        return False
-
-
 class WorkerPool:
     """A fixed number of worker processes; ``run`` maps calls onto them with a per-call limit."""
 
@@ -94,12 +86,9 @@ class WorkerPool:
 
     def run(self, calls: list[Call]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(calls)
-        inline = [i for i, (fn, _, _) in enumerate(calls) if not picklable(fn)]
-        for i in inline:
-            outcomes[i] = run_inline(calls[i], self.timeout_s)
-        pending = deque(i for i in range(len(calls)) if outcomes[i] is None)
+        pending = deque(range(len(calls)))
         if not pending:
-            return outcomes  # type: ignore[return-value]
+            return []
         self._ensure()
         idle = list(self._workers)
         busy: dict[Connection, tuple[_Worker, int, float]] = {}
@@ -108,9 +97,9 @@ class WorkerPool:
                 worker = idle.pop()
                 i = pending.popleft()
                 try:
-                    worker.conn.send(calls[i])
-                except Exception as exc:  # e.g. an argument that cannot be pickled
-                    outcomes[i] = Outcome("error", message=f"could not send call: {type(exc).__name__}: {exc}")
+                    worker.conn.send(calls[i])  # pickled before anything is written
+                except (pickle.PicklingError, AttributeError, TypeError):  # a lambda or closure
+                    outcomes[i] = run_inline(calls[i], self.timeout_s)
                     idle.append(worker)
                     continue
                 busy[worker.conn] = (worker, i, time.monotonic())

@@ -1,0 +1,37 @@
+"""Module-level reward functions for tests (picklable, so they run in the harness's worker processes)."""
+
+import os
+import time
+
+
+def digit_share(prompts, completions, **kwargs):
+    """A dense toy reward: the share of digits in the completion (gives non-zero advantages)."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def raises_on_x(prompts, completions, **kwargs):
+    if any("x" in c for c in completions):
+        raise RuntimeError("boom on x")
+    return [1.0 for _ in completions]
+
+
+def sleeps_on_slow(prompts, completions, **kwargs):
+    if any("slow" in c for c in completions):
+        time.sleep(60)
+    return [0.5 for _ in completions]
+
+
+def none_on_skip(prompts, completions, **kwargs):
+    return [None if "skip" in c else 1.0 for c in completions]
+
+
+def returns_text(prompts, completions, **kwargs):
+    return ["high" for _ in completions]
+
+
+def exits_process(prompts, completions, **kwargs):
+    os._exit(3)
+
+
+def echo_answer_column(prompts, completions, answer, **kwargs):
+    return [float(a) for a in answer]

@@ -1,0 +1,46 @@
+"""Benchmarks: the arith generator is seeded and exact; bundled data loads with gold answers."""
+
+import re
+
+from grpo_bench.plugins.benchmarks.arith import Arith
+from grpo_bench.registry import default_registry
+
+
+def test_arith_answers_are_exact_and_seeded():
+    a, b = Arith("arith", (1, 2, 3)), Arith("arith", (1, 2, 3))
+    train = a.problems("train")
+    assert len(train) == 5000 and [p.prompt for p in train[:50]] == [p.prompt for p in b.problems("train")[:50]]
+    for p in train[:300] + a.problems("test")[:300]:
+        expr = re.match(r"What is (.+)\? Put", p.prompt).group(1)
+        assert re.fullmatch(r"[\d +\-*()]+", expr)
+        assert int(p.answer) == eval(expr)  # an independent evaluation of the expression
+    assert {p.columns["level"] for p in train} == {1, 2, 3}
+
+
+def test_arith_test_split_is_disjoint_from_train_beyond_level_one():
+    bench = Arith("arith-hard", (4, 5))
+    train = {p.prompt for p in bench.problems("train")}
+    assert not any(p.prompt in train for p in bench.problems("test"))
+
+
+def test_bundled_math_benchmarks_load():
+    reg = default_registry()
+    gsm = reg.get("benchmarks", "gsm8k")
+    assert len(gsm.problems("test")) == 1319 and len(gsm.problems("train")) == 7473
+    assert gsm.problems("test")[0].answer == "18"
+    assert all("," not in p.answer for p in gsm.problems("test"))
+    m500 = reg.get("benchmarks", "math500").problems("test")
+    assert len(m500) == 500 and all(p.answer for p in m500)
+    math_test = reg.get("benchmarks", "math").problems("test")
+    assert len(math_test) == 5000 and sum(bool(p.answer) for p in math_test) > 4950
+
+
+def test_gold_answers_grade_themselves():
+    """Each benchmark's gold answer, boxed, scores 1.0 under its eval reward (first 40 problems)."""
+    reg = default_registry()
+    for name in ("gsm8k", "math500", "arith"):
+        bench = reg.get("benchmarks", name)
+        fn = reg.get("rewards", bench.eval_reward)
+        probs = bench.problems("test", 40)
+        scores = fn([p.prompt for p in probs], [f"\\boxed{{{p.answer}}}" for p in probs], answer=[p.answer for p in probs])
+        assert scores.count(1.0) >= 38, (name, scores)
