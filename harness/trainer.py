@@ -177,6 +177,7 @@ class Trainer:
         gen_tokens = sum(len(c.token_ids) for _, c in flat)
         row = {
             "step": step,
+            "problem_ids": [p.id for p in problems],
             "reward_mean": float(rewards.mean()),
             "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
             "response_length_mean": gen_tokens / n_total,
