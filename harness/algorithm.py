@@ -71,6 +71,9 @@ class Algorithm:
     Options: ClassVar[type] = Options
     #: True: the trainer evaluates the gradient once at the old policy and applies it for all mu steps.
     reuse_gradient: ClassVar[bool] = False
+    #: True: a completion with advantage 0 adds nothing to the policy gradient, so without a KL term the
+    #: trainer leaves it out of the backward passes (the loss is still divided by the full N).
+    zero_advantage_is_inert: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.Options, options, where=self.name)

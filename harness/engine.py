@@ -15,6 +15,7 @@ class Completion:
     token_ids: list[int]  # generated tokens, including the EOS token when one was produced
     text: str  # decoded without special tokens
     finished: bool  # True when generation stopped at EOS (not at the length limit)
+    logprobs: list[float] | None = None  # the engine's log-prob of each token, when it reports them
 
 
 @dataclass
@@ -29,7 +30,11 @@ class SamplingConfig:
 class RolloutEngine:
     name: ClassVar[str]
 
-    def __init__(self, model, tokenizer, eos_token_ids: list[int]):
+    def __init__(self, model, tokenizer, eos_token_ids: list[int], **options):
+        if options:
+            from .errors import UserError
+
+            raise UserError(f"engine {self.name!r} takes no options, got {', '.join(options)}")
         self.model = model
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids

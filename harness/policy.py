@@ -45,9 +45,11 @@ def build_micro_batch(prompts: list[list[int]], completions: list[list[int]], in
     return MicroBatch(ids, attn, pos, cmask, list(indices), width)
 
 
-def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int) -> list[MicroBatch]:
-    """Rows sorted by total length, then chunked: little padding, deterministic order."""
-    order = sorted(range(len(completions)), key=lambda i: (len(prompts[i]) + len(completions[i]), i))
+def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int,
+                       rows: list[int] | None = None) -> list[MicroBatch]:
+    """``rows`` (default: all) sorted by total length, then chunked: little padding, deterministic order."""
+    rows = range(len(completions)) if rows is None else rows
+    order = sorted(rows, key=lambda i: (len(prompts[i]) + len(completions[i]), i))
     return [
         build_micro_batch(prompts, completions, order[k:k + micro_batch_size], pad_id)
         for k in range(0, len(order), micro_batch_size)

@@ -45,7 +45,7 @@ class Session:
         self.model, self.tokenizer = load_policy(meta.model, meta.dtype, self.device)
         self.base_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         engine_cls = registry.get("engines", meta.engine)
-        self.engine = engine_cls(self.model, self.tokenizer, eos_ids(self.model, self.tokenizer))
+        self.engine = engine_cls(self.model, self.tokenizer, eos_ids(self.model, self.tokenizer), **meta.engine_options)
         self._scorers: dict[str, RewardScorer] = {}
 
     def scorer(self, names: list[str], weights: dict | None = None) -> RewardScorer:

@@ -32,7 +32,8 @@ class SuiteMeta:
     name: str = ""
     model: str = "smollm2-135m-instruct"
     dtype: str = "float32"
-    engine: str = "hf"
+    engine: str = "auto"  # "auto": vllm where it imports, else hf (resolved and recorded)
+    engine_options: dict = field(default_factory=dict)
     device: str = "auto"  # "auto": cuda when available, else cpu
     seeds: list[int] = field(default_factory=lambda: [0])
     keep_checkpoints: bool = False
@@ -155,6 +156,8 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.seeds", "at least one seed is needed")
     if meta.dtype not in ("float32", "bfloat16", "float16"):
         raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
+    if meta.engine == "auto":
+        meta.engine = default_engine()
     _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
@@ -198,6 +201,13 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise err(f"variants[{i}].options", str(exc)) from None
         v.options = algo.config()["options"]  # resolved: every option with its value, defaults included
     return Suite(path, meta, train, ev, variants)
+
+
+def default_engine() -> str:
+    """vllm where it imports, else hf."""
+    import importlib.util
+
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
 
 
 def _check_plugin(registry: Registry, kind: str, name: str, err, key: str):

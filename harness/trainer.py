@@ -132,45 +132,60 @@ class Trainer:
 
         seq_prompts = [self.prompt_ids[p.id] for p, _ in flat]
         seq_completions = [c.token_ids for _, c in flat]
-        mbs = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, self.tokenizer.pad_token_id)
-        old, ref, entropy_stats = [], [], Stats()
+        # rows that cannot move the policy (A = 0 under an inert algorithm, no KL) skip the backward passes
+        skip = self.algorithm.zero_advantage_is_inert and self.ref_model is None
+        trained = [i for i in range(len(flat)) if not skip or advantages[i] != 0]
+        inert = sorted(set(range(len(flat))) - set(trained))
+        pad = self.tokenizer.pad_token_id
+        mbs = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, trained)
+        num_trained_mbs = len(mbs)
+        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert)
+        n_total, stats, entropy_stats = len(flat), Stats(), Stats()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        old: list[torch.Tensor | None] = [None] * len(mbs)
+        ref: list[torch.Tensor | None] = [None] * len(mbs)
         with torch.no_grad():
-            for mb in mbs:
-                logp, ent = completion_logprobs(self.model, mb, with_entropy=True)
-                old.append(logp)
-                entropy_stats.mean("entropy", ent, mb.completion_mask)
-                ref.append(completion_logprobs(self.ref_model, mb)[0] if self.ref_model is not None else None)
+            for k, mb in enumerate(mbs):
+                if k >= num_trained_mbs:  # rows that are not trained: log-probs only for the statistics
+                    old[k], ent = completion_logprobs(self.model, mb, with_entropy=True)
+                    entropy_stats.mean("entropy", ent, mb.completion_mask)
+                elif self.ref_model is not None:
+                    ref[k] = completion_logprobs(self.ref_model, mb)[0]
 
-        stats = Stats()
-        n_total = len(flat)
-
-        def accumulate_gradient() -> float:
-            self.optimizer.zero_grad(set_to_none=True)
+        def accumulate_gradient(first: bool) -> float:
+            """One pass of forward + backward over the trained micro-batches. In the first pass the
+            parameters are still theta_old, so its log-probs, detached, are the old log-probs: the
+            no-grad forward that would compute them again is never run."""
+            for p in params:  # zero gradients everywhere: rows with A = 0 still make an exact AdamW step
+                p.grad = torch.zeros_like(p)
             total = 0.0
-            for mb, old_lp, ref_lp in zip(mbs, old, ref):
-                logp, _ = completion_logprobs(self.model, mb)
-                batch = PolicyBatch(logp, old_lp, mb.completion_mask, advantages[mb.indices], n_total, ref_lp)
+            for k, mb in enumerate(mbs[:num_trained_mbs]):
+                logp, ent = completion_logprobs(self.model, mb, with_entropy=first)
+                if first:
+                    old[k] = logp.detach()
+                    entropy_stats.mean("entropy", ent, mb.completion_mask)
+                batch = PolicyBatch(logp, old[k], mb.completion_mask, advantages[mb.indices], n_total, ref[k])
                 loss = self.algorithm.loss(batch, stats)
                 loss.backward()
                 total += float(loss.detach())
             return total
 
-        params = [p for p in self.model.parameters() if p.requires_grad]
         losses, grad_norms = [], []
         if self.algorithm.reuse_gradient:
-            losses.append(accumulate_gradient())
+            losses.append(accumulate_gradient(first=True))
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-            fixed = [p.grad.clone() if p.grad is not None else None for p in params]
+            fixed = [p.grad.clone() for p in params]
             for _ in range(cfg.mu):
                 for p, g in zip(params, fixed):
-                    p.grad = None if g is None else g.clone()
+                    p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
                 self.optimizer.step()
         else:
-            for _ in range(cfg.mu):
-                losses.append(accumulate_gradient())
+            for inner in range(cfg.mu):
+                losses.append(accumulate_gradient(first=inner == 0))
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
         self.engine.sync_weights(self.model)
         t_train = time.perf_counter()
 
@@ -186,7 +201,8 @@ class Trainer:
             "samples": n_total,
             "generated_tokens": gen_tokens,
             "gen_tokens_per_s": gen_tokens / max(t_gen - t0, 1e-9),
-            "train_tokens_per_s": cfg.mu * sum(mb.num_tokens for mb in mbs) / max(t_train - t_score, 1e-9),
+            "trained_frac": len(trained) / n_total,
+            "train_tokens_per_s": cfg.mu * sum(mb.num_tokens for mb in mbs[:num_trained_mbs]) / max(t_train - t_score, 1e-9),
             "loss": losses[-1],
             "grad_norm": grad_norms[-1],
             "gen_s": t_gen - t0, "score_s": t_score - t_gen, "train_s": t_train - t_score,
@@ -225,5 +241,12 @@ class Trainer:
         return read_jsonl(self.metrics_path)
 
 
-def train_config_dict(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
+def engine_gap(mbs, old, completions, stats: Stats) -> None:
+    """|engine log-prob - trainer log-prob| per sampled token (a silent bias when large), if reported."""
+    for mb, old_lp in zip(mbs, old):
+        for r, i in enumerate(mb.indices):
+            lps = completions[i].logprobs
+            if lps:
+                gap = (torch.tensor(lps, dtype=old_lp.dtype) - old_lp[r, :len(lps)]).abs()
+                stats.mean("engine_logprob_gap_mean", gap)
+                stats.max("engine_logprob_gap_max", gap)

@@ -97,6 +97,7 @@ def test_third_party_reward_and_algorithm_in_a_tiny_run(site, tmp_path):
     suite.write_text(textwrap.dedent('''
         [suite]
         model = "tiny-random"
+        engine = "hf"
         [train]
         benchmark = "arith"
         steps = 2

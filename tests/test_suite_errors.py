@@ -7,6 +7,7 @@ from grpo_bench.cli import main
 GOOD = '''
 [suite]
 model = "tiny-random"
+engine = "hf"
 [train]
 benchmark = "arith"
 steps = 1
@@ -34,7 +35,7 @@ CASES = [
     ("no variants", GOOD.split("[[variants]]")[0], "variants: at least one"),
     ("duplicate variant", GOOD + '\n[[variants]]\nalgorithm = "grpo"\n', "variants[1].name: duplicate"),
     ("not toml", "[suite\nmodel=", "not valid TOML"),
-    ("unknown engine", GOOD.replace('model = "tiny-random"', 'model = "tiny-random"\nengine = "warp"'), "suite.engine"),
+    ("unknown engine", GOOD.replace('engine = "hf"', 'engine = "warp"'), "suite.engine"),
 ]
 
 

@@ -33,6 +33,7 @@ class GRPOOptions(Options):
 
 class GRPO(Algorithm):
     name = "grpo"
+    zero_advantage_is_inert = True  # every term is multiplied by A_i
     Options = GRPOOptions
 
     def __init__(self, **options):

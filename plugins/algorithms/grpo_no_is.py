@@ -20,6 +20,7 @@ from grpo_bench.algorithm import Algorithm, PolicyBatch, Stats, check_nonnegativ
 
 class GRPONoIS(Algorithm):
     name = "grpo_no_is"
+    zero_advantage_is_inert = True  # every term is multiplied by A_i
     reuse_gradient = True
 
     def __init__(self, **options):

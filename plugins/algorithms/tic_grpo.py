@@ -35,6 +35,7 @@ class TICOptions(Options):
 
 class TICGRPO(Algorithm):
     name = "tic_grpo"
+    zero_advantage_is_inert = True  # every term is multiplied by A_i
     Options = TICOptions
 
     def __init__(self, **options):
