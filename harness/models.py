@@ -58,14 +58,14 @@ def build_tiny_tokenizer():
     return fast
 
 
-def build_tiny_model(seed: int = 0, hidden: int = 64, layers: int = 2):
+def build_tiny_model(seed: int = 0, hidden: int = 128, layers: int = 2):
     """A random 2-layer Llama over the tiny tokenizer's vocabulary (deterministic for a seed)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024, tie_word_embeddings=True,  # head_dim 64: vLLM CPU supports it
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     with torch.random.fork_rng():
