@@ -1,4 +1,4 @@
-"""The ``grpo-bench`` command: run, eval, leaderboard, plugins."""
+"""The ``grpo-bench`` command: run, eval, leaderboard, compare, plugins."""
 
 from __future__ import annotations
 
@@ -57,7 +57,17 @@ def _cmd_eval(args) -> int:
 def _cmd_leaderboard(args) -> int:
     from .leaderboard import write_leaderboard
 
-    print(write_leaderboard(Path(args.dir)))
+    print(write_leaderboard(Path(args.dir), args.reference, args.target))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    import json
+
+    from .compare import compare, to_markdown
+
+    result = compare(Path(args.a), Path(args.b))
+    print(json.dumps(result, indent=2) if args.json else to_markdown(result, Path(args.a), Path(args.b)))
     return 0
 
 
@@ -77,6 +87,8 @@ def _cmd_plugins(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .leaderboard import DEFAULT_TARGET
+
     p = argparse.ArgumentParser(prog="grpo-bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -102,9 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write the summary JSON here (records beside it)")
     ev.set_defaults(fn=_cmd_eval)
 
-    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.md/.csv from a suite's results folder")
+    lb = sub.add_parser("leaderboard", help="rebuild leaderboard.md/.csv/.json/.html and plots/ of a suite's results")
     lb.add_argument("dir")
+    lb.add_argument("--reference", help="variant the differences are taken against (default: grpo, when present)")
+    lb.add_argument("--target", type=float, default=DEFAULT_TARGET,
+                    help=f"train accuracy for the 'steps to target' column (default: {DEFAULT_TARGET})")
     lb.set_defaults(fn=_cmd_leaderboard)
+
+    cmp = sub.add_parser("compare", help="per-benchmark differences B - A between two suite or run folders")
+    cmp.add_argument("a", help="results folder A (a suite's folder or one run's folder)")
+    cmp.add_argument("b", help="results folder B")
+    cmp.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    cmp.set_defaults(fn=_cmd_compare)
 
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
     pl.set_defaults(fn=_cmd_plugins)

@@ -12,7 +12,7 @@ importance ratios always use the trainer's own log-probs.
 
 Options (suite ``[suite] engine_options``): ``dtype`` ("bfloat16"; "float32" for an exact copy),
 ``enforce_eager`` (true: no torch.compile, 15 s instead of 80-130 s start-up on CPU),
-``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (2048).
+``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (the model's own).
 On CUDA machines the same code runs with the ``vllm`` package.
 """
 
@@ -33,7 +33,7 @@ class VLLMEngine(RolloutEngine):
     name = "vllm"
 
     def __init__(self, model, tokenizer, eos_token_ids, dtype: str = "bfloat16", enforce_eager: bool = True,
-                 kv_cache_gib: int = 2, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048, seed: int = 0):
+                 kv_cache_gib: int = 2, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0):
         super().__init__(model, tokenizer, eos_token_ids)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
