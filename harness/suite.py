@@ -167,6 +167,8 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise err(f"train.{key}", f"must be >= 1, got {getattr(train, key)}")
     if train.group_size < 2:
         raise err("train.group_size", "must be >= 2 (advantages are normalised within a group)")
+    if train.temperature <= 0:
+        raise err("train.temperature", "must be > 0 (training samples from the policy)")
     if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
         raise err("train.learning_rate" if train.learning_rate <= 0 else "train.reward_timeout_s", "must be > 0")
     bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")

@@ -147,10 +147,10 @@ class Trainer:
         with torch.no_grad():
             for k, mb in enumerate(mbs):
                 if k >= num_trained_mbs:  # rows that are not trained: log-probs only for the statistics
-                    old[k], ent = completion_logprobs(self.model, mb, with_entropy=True)
+                    old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
                     entropy_stats.mean("entropy", ent, mb.completion_mask)
                 elif self.ref_model is not None:
-                    ref[k] = completion_logprobs(self.ref_model, mb)[0]
+                    ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
 
         def accumulate_gradient(first: bool) -> float:
             """One pass of forward + backward over the trained micro-batches. In the first pass the
@@ -160,7 +160,7 @@ class Trainer:
                 p.grad = torch.zeros_like(p)
             total = 0.0
             for k, mb in enumerate(mbs[:num_trained_mbs]):
-                logp, ent = completion_logprobs(self.model, mb, with_entropy=first)
+                logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
                 if first:
                     old[k] = logp.detach()
                     entropy_stats.mean("entropy", ent, mb.completion_mask)
