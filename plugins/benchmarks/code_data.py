@@ -1,8 +1,77 @@
-"""HumanEval and MBPP benchmarks: placeholder registration, implemented with the sandbox (issue 4)."""
+"""HumanEval and MBPP from the copies bundled under ``benchmarks/data`` (see its README).
+
+Both are graded by the ``code_tests`` reward; every problem carries the same reward columns:
+``tests`` (assert code), ``entry_point`` (HumanEval: the function ``check`` is called with),
+``setup_code`` (MBPP's ``test_setup_code``, run after the program) and ``program_prefix``
+(HumanEval's prompt, run before the program so that its imports and helper functions exist).
+The ``answer`` column is the reference solution (not used for grading).
+
+MBPP splits are the authors' task-id ranges: prompt 1-10 (few-shot), test 11-510,
+validation 511-600, train 601-974. Documented choice: the prompt is zero-shot (the usual MBPP
+spec, the task text followed by its test asserts, after Austin et al. 2021) plus the request for
+a ```python block; the few-shot tasks stay available as the ``prompt`` split. Short generations on
+small models make the usual 3-shot prompt (about 600 tokens) a poor trade.
+"""
+
+from __future__ import annotations
 
 from grpo_bench import hookimpl
+from grpo_bench.benchmark import DATA_DIR, Benchmark, Problem, read_jsonl_gz
+from grpo_bench.errors import UserError
+
+CODE_BLOCK = "Write the complete solution in a single ```python code block."
+
+
+def _path(rel: str):
+    path = DATA_DIR / rel
+    if not path.exists():
+        raise UserError(f"bundled data file missing: {path}")
+    return path
+
+
+class HumanEval(Benchmark):
+    name = "humaneval"
+    splits = ("test",)
+    description = "HumanEval (Chen et al. 2021): 164 hand-written Python functions with unit tests."
+    source = "openai/human-eval @ 6d43fb9, data/HumanEval.jsonl.gz"
+    license = "MIT"
+    eval_reward = "code_tests"
+    prompt_template = ("Complete the following Python function. Reply with the whole function (signature, "
+                       "body and any imports it needs). " + CODE_BLOCK + "\n\n```python\n{question}```")
+
+    def load_split(self, split):
+        return [
+            Problem(row["task_id"], self.render(row["prompt"]), row["prompt"] + row["canonical_solution"],
+                    {"tests": row["test"], "entry_point": row["entry_point"], "setup_code": "",
+                     "program_prefix": row["prompt"]})
+            for row in read_jsonl_gz(_path("humaneval/HumanEval.jsonl.gz"))
+        ]
+
+
+class MBPP(Benchmark):
+    name = "mbpp"
+    splits = ("train", "validation", "test", "prompt")
+    description = "MBPP (Austin et al. 2021): 974 entry-level Python tasks, three asserts each."
+    source = "google-research mbpp/mbpp.jsonl (public mirror patdfb/TPC-EES @ 7036e20c)"
+    license = "CC BY 4.0"
+    eval_reward = "code_tests"
+    prompt_template = "You are an expert Python programmer, and here is your task: {question}\n" + CODE_BLOCK
+    #: task-id ranges, inclusive, as defined by the dataset's authors
+    ranges = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
+
+    def load_split(self, split):
+        lo, hi = self.ranges[split]
+        rows = [r for r in read_jsonl_gz(_path("mbpp/mbpp.jsonl.gz")) if lo <= r["task_id"] <= hi]
+        out = []
+        for row in sorted(rows, key=lambda r: r["task_id"]):
+            tests = "\n".join(row["test_list"])
+            question = f"{row['text']} Your code should pass these tests:\n\n{tests}\n"
+            out.append(Problem(f"mbpp/{row['task_id']}", self.render(question), row["code"],
+                               {"tests": tests, "entry_point": "", "setup_code": row["test_setup_code"],
+                                "program_prefix": ""}))
+        return out
 
 
 @hookimpl
 def grpo_bench_benchmarks():
-    return {}
+    return {"humaneval": HumanEval(), "mbpp": MBPP()}

@@ -1,8 +1,82 @@
-"""``code_tests`` reward: placeholder registration, implemented in the sandbox work (issue 4)."""
+"""``code_tests`` reward: run the completion's program against the task's tests in the sandbox.
+
+The program is the last fenced ```python block of the completion, else the last fenced block of
+any language, else the raw text (an unclosed fence at the end, a truncated generation, counts as a
+block). It runs in :mod:`grpo_bench.sandbox` as::
+
+    program_prefix      # optional: e.g. HumanEval's prompt, so its imports and helpers exist
+    <program>
+    setup_code          # optional: MBPP's test_setup_code
+    tests               # asserts; with entry_point set and a ``def check(`` in the tests,
+    check(<entry_point>)  # HumanEval style, the call is appended
+
+1.0 when everything ran without an exception (the sandbox's nonce-tagged verdict), 0.0 when a test
+failed, the program crashed, or it overran its time limit; ``None`` with a logged reason when the
+sample has no tests (the reward does not apply) or the sandbox itself failed (e.g. could not start).
+Optional per-sample column ``time_limit_s`` (default :data:`WALL_S`); keep it below the scorer's
+reward timeout so that a slow program is a 0.0 rather than a timeout of the whole call.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
 
 from grpo_bench import hookimpl
+from grpo_bench.rewards import completion_text
+from grpo_bench.sandbox import Limits, run_tests
+
+log = logging.getLogger(__name__)
+
+WALL_S = 5.0  # per sample; the harness's default reward timeout is 10 s
+_FENCE = re.compile(r"```[ \t]*([^\n`]*)\n(.*?)(?:```|\Z)", re.S)
+_PYTHON = {"python", "py", "python3"}
+
+
+def extract_program(text: str) -> str:
+    """The last ```python block, else the last fenced block, else the whole text."""
+    blocks = [(lang.strip().lower(), body) for lang, body in _FENCE.findall(text)]
+    python = [body for lang, body in blocks if lang in _PYTHON]
+    if python:
+        return python[-1]
+    return blocks[-1][1] if blocks else text
+
+
+def build_tests(tests: str, entry_point: str | None = None, setup_code: str | None = None) -> str:
+    """Setup code, the tests, and ``check(entry_point)`` where the tests define ``check``."""
+    parts = [setup_code or "", tests]
+    if entry_point and re.search(r"^def check\(", tests, re.M):
+        parts.append(f"check({entry_point})")
+    return "\n".join(parts) + "\n"
+
+
+def score_one(completion, tests, entry_point=None, setup_code=None, program_prefix=None,
+              time_limit_s=None) -> float | None:
+    """The reward for one completion (see the module docstring)."""
+    if not tests:
+        return None
+    program = extract_program(completion_text(completion))
+    if program_prefix:
+        program = f"{program_prefix}\n\n{program}"
+    result = run_tests(program, build_tests(tests, entry_point, setup_code),
+                       Limits(wall_s=float(time_limit_s or WALL_S)))
+    if result.status == "error":
+        log.warning("code_tests: sandbox failed, scoring None: %s", result.reason)
+        return None
+    return 1.0 if result.passed else 0.0
+
+
+def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=None, program_prefix=None,
+               time_limit_s=None, **kwargs) -> list[float | None]:
+    """1.0 when the completion's program passes the ``tests`` column, 0.0 when not, None: n/a."""
+
+    def col(values, i):
+        return values[i] if values is not None else None
+
+    return [score_one(c, col(tests, i), col(entry_point, i), col(setup_code, i), col(program_prefix, i),
+                      col(time_limit_s, i)) for i, c in enumerate(completions)]
 
 
 @hookimpl
 def grpo_bench_rewards():
-    return {}
+    return {"code_tests": code_tests}

@@ -4,7 +4,12 @@
 the last ``\\boxed{...}`` of the completion or, for GSM8K-style text, the number after ``####``
 (thousands commas allowed); then ``math_verify.verify(gold, pred)``. 1.0 when equal, 0.0 when not,
 ``None`` when the gold answer itself cannot be parsed (the reward does not apply).
-math-verify's SIGALRM timeouts are switched off here: the harness's worker pool bounds each call.
+A boxed answer longer than :data:`MAX_ANSWER_CHARS` scores 0.0 without parsing.
+
+Time limits: math-verify's own timeouts use SIGALRM, which works on the main thread only, so they
+are switched off here; the harness's worker pool (:class:`grpo_bench.rewards.RewardScorer`) bounds
+each call from any thread by killing the worker, and such a call counts as a ``timeout``.
+Called directly, outside the scorer, a pathological answer (``10^{10^{10}}``) can take unbounded time.
 """
 
 from __future__ import annotations
@@ -19,20 +24,30 @@ from grpo_bench.rewards import completion_text
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _HASH_ANSWER = re.compile(r"####\s*\$?\s*([-+]?[\d,]*\.?\d+)")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+#: a predicted answer longer than this scores 0.0 unparsed (real answers are short; sympy on 100 kB is not)
+MAX_ANSWER_CHARS = 1000
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, else None."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) with balanced braces, else None.
+
+    One pass over the braces (a stack), so a long completion full of unclosed ``\\boxed{`` stays linear.
+    """
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    match: dict[int, int] = {}  # index of "{" -> index of its "}"
+    stack: list[int] = []
+    for m in _BRACE.finditer(text, starts[0] - 1):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            match[stack.pop()] = m.start()
     for start in reversed(starts):
-        depth = 1
-        for j in range(start, len(text)):
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:j]
+        if start - 1 in match:
+            return text[start:match[start - 1]]
     return None
 
 
@@ -58,6 +73,8 @@ def check_answer(gold: str, completion: str) -> float | None:
     if not gold_parsed:
         return None
     boxed = last_boxed(completion)
+    if boxed is not None and len(boxed) > MAX_ANSWER_CHARS:
+        return 0.0
     if boxed is not None:
         pred_text = f"$\\boxed{{{boxed}}}$"
     else:
