@@ -7,7 +7,7 @@ with gradient clipping -> sync the engine's weights -> log a JSONL row -> checkp
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -41,6 +41,7 @@ class TrainConfig:
     micro_batch_size: int = 8
     generation_batch_size: int = 64
     checkpoint_every: int = 10
+    bf16_autocast: bool = False  # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32
 
 
 def prompt_token_ids(tokenizer, benchmark: Benchmark, problem: Problem) -> list[int]:
@@ -144,7 +145,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         old: list[torch.Tensor | None] = [None] * len(mbs)
         ref: list[torch.Tensor | None] = [None] * len(mbs)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             for k, mb in enumerate(mbs):
                 if k >= num_trained_mbs:  # rows that are not trained: log-probs only for the statistics
                     old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
@@ -160,7 +161,8 @@ class Trainer:
                 p.grad = torch.zeros_like(p)
             total = 0.0
             for k, mb in enumerate(mbs[:num_trained_mbs]):
-                logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
+                with self._autocast():
+                    logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
                 if first:
                     old[k] = logp.detach()
                     entropy_stats.mean("entropy", ent, mb.completion_mask)
@@ -222,6 +224,12 @@ class Trainer:
         if scored.problems:
             append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "problems": scored.problems})
         return row
+
+    def _autocast(self):
+        if not self.cfg.bf16_autocast:
+            return contextlib.nullcontext()
+        device = next(self.model.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self) -> list[dict]:

@@ -1,0 +1,146 @@
+"""GRPO step throughput: grpo-bench vs TRL's GRPOTrainer, same configuration, one after the other.
+
+Configuration (both): the default model (SmolLM2-135M-Instruct), GSM8K train prompts in the same
+order, 8 prompts x G = 8, up to 256 new tokens at temperature 1 (top-p 1, no top-k), mu = 1
+(TRL ``num_iterations``), beta = 0, eps = 0.2, loss averaged per sequence then over completions
+(TRL ``loss_type="grpo"``), group-std advantages, AdamW lr 1e-6 constant, grad clip 1.0, bf16
+autocast with fp32 weights, the ``math_verify`` reward. grpo-bench samples with its vLLM engine
+(bf16); TRL with its default generation path (the training model's ``generate``).
+
+Each side runs ``--steps`` steps in a fresh subprocess (model load and engine start-up are not
+timed; the first step is a warm-up and is not timed when steps >= 2); sides alternate for
+``--repeats`` rounds. The table shows medians: samples/s, generated tokens/s, peak RSS, ratio.
+TRL is installed only for this benchmark: ``pip install trl``.
+
+Run: .venv/bin/python benchmarks/perf/step_throughput.py [--steps 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROMPTS, G, MAX_NEW, LR = 8, 8, 256, 1e-6
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_grpo_bench(steps: int, engine_name: str) -> dict:
+    from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
+    from grpo_bench.plugins.algorithms.grpo import GRPO
+    from grpo_bench.plugins.benchmarks.math_data import GSM8K
+    from grpo_bench.plugins.rewards.math_answer import math_verify
+    from grpo_bench.registry import default_registry
+    from grpo_bench.rewards import RewardScorer
+    from grpo_bench.trainer import TrainConfig, Trainer
+
+    model, tok = load_policy(DEFAULT_MODEL, "float32")
+    engine = default_registry().get("engines", engine_name)(model, tok, eos_ids(model, tok))
+    bench = GSM8K()
+    scorer = RewardScorer({"math_verify": math_verify})
+    cfg = TrainConfig(steps=steps, prompts_per_step=PROMPTS, group_size=G, max_new_tokens=MAX_NEW, mu=1,
+                      learning_rate=LR, grad_clip=1.0, micro_batch_size=8, checkpoint_every=0, bf16_autocast=True,
+                      max_prompt_tokens=1024)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = Trainer(model, tok, engine, GRPO(eps_low=0.2, eps_high=0.2), scorer, bench, bench.problems("train"),
+                       cfg, 0, tmp).train()
+    scorer.close()
+    timed = rows[1:] if len(rows) > 1 else rows
+    wall = sum(r["step_s"] for r in timed)
+    return {"wall_s": wall, "steps": len(timed), "samples": sum(r["samples"] for r in timed),
+            "tokens": sum(r["generated_tokens"] for r in timed), "peak_rss_gib": peak_rss_gib(),
+            "gen_s": sum(r["gen_s"] for r in timed), "train_s": sum(r["train_s"] for r in timed)}
+
+
+def run_trl(steps: int) -> dict:
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_bench.models import ensure_default_model
+    from grpo_bench.plugins.benchmarks.math_data import GSM8K
+    from grpo_bench.plugins.rewards.math_answer import math_verify
+    from grpo_bench.trainer import prompt_order
+
+    path = str(ensure_default_model())
+    problems = GSM8K().problems("train")
+    order = prompt_order(len(problems), 0)  # the prompts grpo-bench draws for seed 0, in the same order
+    rows = [{"prompt": [{"role": "user", "content": problems[i].prompt}], "answer": problems[i].answer}
+            for i in order[:steps * PROMPTS]]
+    ends: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if not ends:
+                ends.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kw):
+            ends.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GRPOConfig(
+            output_dir=tmp, max_steps=steps, per_device_train_batch_size=PROMPTS * G, gradient_accumulation_steps=1,
+            num_generations=G, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
+            learning_rate=LR, lr_scheduler_type="constant", max_grad_norm=1.0, beta=0.0, epsilon=0.2,
+            num_iterations=1, loss_type="grpo", scale_rewards="group", bf16=True, use_cpu=True,
+            logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False, seed=0, disable_dropout=True,
+        )
+        trainer = GRPOTrainer(model=path, reward_funcs=[math_verify], args=args, train_dataset=Dataset.from_list(rows),
+                              processing_class=AutoTokenizer.from_pretrained(path), callbacks=[Clock()])
+        trainer.train()
+    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
+    durations = [b - a for a, b in zip(ends, ends[1:])]
+    timed = slice(1, None) if len(durations) > 1 else slice(None)
+    return {"wall_s": sum(durations[timed]), "steps": len(durations[timed]),
+            "samples": PROMPTS * G * len(durations[timed]),
+            "tokens": sum(l * PROMPTS * G for l in lengths[timed]), "peak_rss_gib": peak_rss_gib()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--engine", default="vllm", help="grpo-bench's rollout engine (vllm or hf)")
+    ap.add_argument("--side", choices=["grpo-bench", "trl"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.side:
+        out = run_grpo_bench(args.steps, args.engine) if args.side == "grpo-bench" else run_trl(args.steps)
+        print("RESULT " + json.dumps(out), flush=True)
+        return
+    results: dict[str, list[dict]] = {"grpo-bench": [], "trl": []}
+    for r in range(args.repeats):
+        for side in results:
+            cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{side} failed (exit {proc.returncode})")
+            results[side].append(json.loads(line[0][7:]))
+            res = results[side][-1]
+            print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s", flush=True)
+    med = {}
+    print(f"\n{PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, beta = 0; {args.steps} steps per run "
+          f"(first untimed), median of {args.repeats} runs\n")
+    print("| trainer | samples/s | generated tokens/s | peak RSS (GiB) | per-run samples/s |")
+    print("|---|---|---|---|---|")
+    for side, runs in results.items():
+        sps = [x["samples"] / x["wall_s"] for x in runs]
+        tps = [x["tokens"] / x["wall_s"] for x in runs]
+        med[side] = statistics.median(sps)
+        label = f"grpo-bench ({args.engine} engine)" if side == "grpo-bench" else "TRL GRPOTrainer"
+        print(f"| {label} | {med[side]:.2f} | {statistics.median(tps):.0f} | "
+              f"{max(x['peak_rss_gib'] for x in runs):.1f} | {', '.join(f'{s:.2f}' for s in sps)} |")
+    print(f"\nratio (grpo-bench / TRL, samples/s): {med['grpo-bench'] / med['trl']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
