@@ -149,7 +149,7 @@ class Trainer:
             for k, mb in enumerate(mbs):
                 if k >= num_trained_mbs:  # rows that are not trained: log-probs only for the statistics
                     old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
-                    entropy_stats.mean("entropy", ent, mb.completion_mask)
+                    entropy_stats.mean("entropy", ent, mb.completion_mask.to(ent.device))
                 elif self.ref_model is not None:
                     ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
 
@@ -163,10 +163,11 @@ class Trainer:
             for k, mb in enumerate(mbs[:num_trained_mbs]):
                 with self._autocast():
                     logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
+                mask, adv = mb.completion_mask.to(logp.device), advantages[mb.indices].to(logp.device)
                 if first:
                     old[k] = logp.detach()
-                    entropy_stats.mean("entropy", ent, mb.completion_mask)
-                batch = PolicyBatch(logp, old[k], mb.completion_mask, advantages[mb.indices], n_total, ref[k])
+                    entropy_stats.mean("entropy", ent, mask)
+                batch = PolicyBatch(logp, old[k], mask, adv, n_total, ref[k])
                 loss = self.algorithm.loss(batch, stats)
                 loss.backward()
                 total += float(loss.detach())
@@ -255,6 +256,6 @@ def engine_gap(mbs, old, completions, stats: Stats) -> None:
         for r, i in enumerate(mb.indices):
             lps = completions[i].logprobs
             if lps:
-                gap = (torch.tensor(lps, dtype=old_lp.dtype) - old_lp[r, :len(lps)]).abs()
+                gap = (torch.tensor(lps, dtype=old_lp.dtype, device=old_lp.device) - old_lp[r, :len(lps)]).abs()
                 stats.mean("engine_logprob_gap_mean", gap)
                 stats.max("engine_logprob_gap_max", gap)
