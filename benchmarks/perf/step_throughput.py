@@ -33,8 +33,30 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run_grpo_bench(steps: int, engine_name: str) -> dict:
-    from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
+def dense_reward(prompts, completions, **columns):
+    """A dense synthetic reward (distinct characters / 40) for throughput runs with random weights,
+    where a real reward would be 0 everywhere and no completion would be trained on."""
+    return [min(1.0, len(set(c)) / 40) for c in completions]
+
+
+def load_model(model_arg: str | None, random_weights: bool):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from grpo_bench.models import DEFAULT_MODEL, load_policy
+    from grpo_bench.runner import pick_device
+
+    device = pick_device("auto")
+    if not random_weights:
+        return load_policy(model_arg or DEFAULT_MODEL, "float32", device)
+    torch.manual_seed(0)  # the default model's architecture (config + tokenizer only), random weights
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_arg)).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(model_arg)
+
+
+def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, random_weights: bool = False,
+                   reward: str = "math_verify") -> dict:
+    from grpo_bench.models import eos_ids
     from grpo_bench.plugins.algorithms.grpo import GRPO
     from grpo_bench.plugins.benchmarks.math_data import GSM8K
     from grpo_bench.plugins.rewards.math_answer import math_verify
@@ -42,10 +64,10 @@ def run_grpo_bench(steps: int, engine_name: str) -> dict:
     from grpo_bench.rewards import RewardScorer
     from grpo_bench.trainer import TrainConfig, Trainer
 
-    model, tok = load_policy(DEFAULT_MODEL, "float32")
+    model, tok = load_model(model_arg, random_weights)
     engine = default_registry().get("engines", engine_name)(model, tok, eos_ids(model, tok))
     bench = GSM8K()
-    scorer = RewardScorer({"math_verify": math_verify})
+    scorer = RewardScorer({reward: math_verify if reward == "math_verify" else dense_reward})
     cfg = TrainConfig(steps=steps, prompts_per_step=PROMPTS, group_size=G, max_new_tokens=MAX_NEW, mu=1,
                       learning_rate=LR, grad_clip=1.0, micro_batch_size=8, checkpoint_every=0, bf16_autocast=True,
                       max_prompt_tokens=1024)
@@ -109,16 +131,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--engine", default="vllm", help="grpo-bench's rollout engine (vllm or hf)")
+    ap.add_argument("--model", help="model folder (default: the embedded default model)")
+    ap.add_argument("--random-weights", action="store_true", help="the --model folder's architecture, random weights")
+    ap.add_argument("--reward", choices=["math_verify", "dense"], default="math_verify")
+    ap.add_argument("--only", choices=["grpo-bench", "trl"], help="run one side only")
     ap.add_argument("--side", choices=["grpo-bench", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
-        out = run_grpo_bench(args.steps, args.engine) if args.side == "grpo-bench" else run_trl(args.steps)
+        out = (run_grpo_bench(args.steps, args.engine, args.model, args.random_weights, args.reward)
+               if args.side == "grpo-bench" else run_trl(args.steps))
         print("RESULT " + json.dumps(out), flush=True)
         return
-    results: dict[str, list[dict]] = {"grpo-bench": [], "trl": []}
+    results: dict[str, list[dict]] = {s: [] for s in ("grpo-bench", "trl") if args.only in (None, s)}
+    extra = (["--model", args.model] if args.model else []) + (["--random-weights"] if args.random_weights else [])
     for r in range(args.repeats):
         for side in results:
-            cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine]
+            cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine,
+                   "--reward", args.reward, *extra]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
@@ -139,7 +168,8 @@ def main() -> None:
         label = f"grpo-bench ({args.engine} engine)" if side == "grpo-bench" else "TRL GRPOTrainer"
         print(f"| {label} | {med[side]:.2f} | {statistics.median(tps):.0f} | "
               f"{max(x['peak_rss_gib'] for x in runs):.1f} | {', '.join(f'{s:.2f}' for s in sps)} |")
-    print(f"\nratio (grpo-bench / TRL, samples/s): {med['grpo-bench'] / med['trl']:.2f}x")
+    if len(med) == 2:
+        print(f"\nratio (grpo-bench / TRL, samples/s): {med['grpo-bench'] / med['trl']:.2f}x")
 
 
 if __name__ == "__main__":
