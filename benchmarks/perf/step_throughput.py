@@ -155,7 +155,8 @@ def main() -> None:
                 raise SystemExit(f"{side} failed (exit {proc.returncode})")
             results[side].append(json.loads(line[0][7:]))
             res = results[side][-1]
-            print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s", flush=True)
+            split = (f" (generation {res['gen_s']:.1f} s, training {res['train_s']:.1f} s)" if "gen_s" in res else "")
+            print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s{split}", flush=True)
     med = {}
     print(f"\n{PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, beta = 0; {args.steps} steps per run "
           f"(first untimed), median of {args.repeats} runs\n")
