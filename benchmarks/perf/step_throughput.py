@@ -1,10 +1,11 @@
 """GRPO step throughput: grpo-bench vs TRL's GRPOTrainer, same configuration, one after the other.
 
-Configuration (both): the default model (SmolLM2-135M-Instruct), GSM8K train prompts in the same
-order, 8 prompts x G = 8, up to 256 new tokens at temperature 1 (top-p 1, no top-k), mu = 1
+Configuration (both): the default model (SmolLM2-135M-Instruct), train prompts of ``--benchmark``
+(arith by default: the task this model can learn, so advantages are not all zero; gsm8k is
+available) in the same order, 8 prompts x G = 8, up to 256 new tokens at temperature 1 (top-p 1, no top-k), mu = 1
 (TRL ``num_iterations``), beta = 0, eps = 0.2, loss averaged per sequence then over completions
 (TRL ``loss_type="grpo"``), group-std advantages, AdamW lr 1e-6 constant, grad clip 1.0, bf16
-autocast with fp32 weights, the ``math_verify`` reward. grpo-bench samples with its vLLM engine
+autocast with fp32 weights, the benchmark's own reward (``integer_answer`` / ``math_verify``). grpo-bench samples with its vLLM engine
 (bf16); TRL with its default generation path (the training model's ``generate``).
 
 Each side runs ``--steps`` steps in a fresh subprocess (model load and engine start-up are not
@@ -54,20 +55,28 @@ def load_model(model_arg: str | None, random_weights: bool):
     return model, AutoTokenizer.from_pretrained(model_arg)
 
 
+def bench_and_reward(benchmark: str, reward: str):
+    """The benchmark object and the reward function (its eval reward, or the dense synthetic one)."""
+    from grpo_bench.registry import default_registry
+
+    reg = default_registry()
+    bench = reg.get("benchmarks", benchmark)
+    name = bench.eval_reward if reward == "benchmark" else "dense"
+    return bench, name, (reg.get("rewards", name) if reward == "benchmark" else dense_reward)
+
+
 def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, random_weights: bool = False,
-                   reward: str = "math_verify") -> dict:
+                   reward: str = "benchmark", benchmark: str = "arith") -> dict:
     from grpo_bench.models import eos_ids
     from grpo_bench.plugins.algorithms.grpo import GRPO
-    from grpo_bench.plugins.benchmarks.math_data import GSM8K
-    from grpo_bench.plugins.rewards.math_answer import math_verify
     from grpo_bench.registry import default_registry
     from grpo_bench.rewards import RewardScorer
     from grpo_bench.trainer import TrainConfig, Trainer
 
     model, tok = load_model(model_arg, random_weights)
     engine = default_registry().get("engines", engine_name)(model, tok, eos_ids(model, tok))
-    bench = GSM8K()
-    scorer = RewardScorer({reward: math_verify if reward == "math_verify" else dense_reward})
+    bench, name, fn = bench_and_reward(benchmark, reward)
+    scorer = RewardScorer({name: fn})
     cfg = TrainConfig(steps=steps, prompts_per_step=PROMPTS, group_size=G, max_new_tokens=MAX_NEW, mu=1,
                       learning_rate=LR, grad_clip=1.0, micro_batch_size=8, checkpoint_every=0, bf16_autocast=True,
                       max_prompt_tokens=1024)
@@ -82,18 +91,17 @@ def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, r
             "gen_s": sum(r["gen_s"] for r in timed), "train_s": sum(r["train_s"] for r in timed)}
 
 
-def run_trl(steps: int) -> dict:
+def run_trl(steps: int, benchmark: str = "arith") -> dict:
     from datasets import Dataset
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from grpo_bench.models import ensure_default_model
-    from grpo_bench.plugins.benchmarks.math_data import GSM8K
-    from grpo_bench.plugins.rewards.math_answer import math_verify
     from grpo_bench.trainer import prompt_order
 
     path = str(ensure_default_model())
-    problems = GSM8K().problems("train")
+    bench, _, reward_fn = bench_and_reward(benchmark, "benchmark")
+    problems = bench.problems("train")
     order = prompt_order(len(problems), 0)  # the prompts grpo-bench draws for seed 0, in the same order
     rows = [{"prompt": [{"role": "user", "content": problems[i].prompt}], "answer": problems[i].answer}
             for i in order[:steps * PROMPTS]]
@@ -115,7 +123,7 @@ def run_trl(steps: int) -> dict:
             num_iterations=1, loss_type="grpo", scale_rewards="group", bf16=True, use_cpu=True,
             logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False, seed=0, disable_dropout=True,
         )
-        trainer = GRPOTrainer(model=path, reward_funcs=[math_verify], args=args, train_dataset=Dataset.from_list(rows),
+        trainer = GRPOTrainer(model=path, reward_funcs=[reward_fn], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=AutoTokenizer.from_pretrained(path), callbacks=[Clock()])
         trainer.train()
     lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
@@ -133,13 +141,15 @@ def main() -> None:
     ap.add_argument("--engine", default="vllm", help="grpo-bench's rollout engine (vllm or hf)")
     ap.add_argument("--model", help="model folder (default: the embedded default model)")
     ap.add_argument("--random-weights", action="store_true", help="the --model folder's architecture, random weights")
-    ap.add_argument("--reward", choices=["math_verify", "dense"], default="math_verify")
+    ap.add_argument("--benchmark", default="arith", help="train prompts (arith or gsm8k)")
+    ap.add_argument("--reward", choices=["benchmark", "dense"], default="benchmark",
+                    help="the benchmark's own reward, or a dense synthetic one (for random weights)")
     ap.add_argument("--only", choices=["grpo-bench", "trl"], help="run one side only")
     ap.add_argument("--side", choices=["grpo-bench", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
-        out = (run_grpo_bench(args.steps, args.engine, args.model, args.random_weights, args.reward)
-               if args.side == "grpo-bench" else run_trl(args.steps))
+        out = (run_grpo_bench(args.steps, args.engine, args.model, args.random_weights, args.reward, args.benchmark)
+               if args.side == "grpo-bench" else run_trl(args.steps, args.benchmark))
         print("RESULT " + json.dumps(out), flush=True)
         return
     results: dict[str, list[dict]] = {s: [] for s in ("grpo-bench", "trl") if args.only in (None, s)}
@@ -147,7 +157,7 @@ def main() -> None:
     for r in range(args.repeats):
         for side in results:
             cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine,
-                   "--reward", args.reward, *extra]
+                   "--reward", args.reward, "--benchmark", args.benchmark, *extra]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
@@ -158,7 +168,7 @@ def main() -> None:
             split = (f" (generation {res['gen_s']:.1f} s, training {res['train_s']:.1f} s)" if "gen_s" in res else "")
             print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s{split}", flush=True)
     med = {}
-    print(f"\n{PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, beta = 0; {args.steps} steps per run "
+    print(f"\n{args.benchmark} train prompts, {PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, beta = 0; {args.steps} steps per run "
           f"(first untimed), median of {args.repeats} runs\n")
     print("| trainer | samples/s | generated tokens/s | peak RSS (GiB) | per-run samples/s |")
     print("|---|---|---|---|---|")
