@@ -6,12 +6,16 @@ counted as 2 * P * tokens for each no-grad forward and 6 * P * tokens for each f
 (P = parameters, tokens = non-pad tokens of the micro-batches), divided by its wall time.
 Generation is excluded (it is measured by step_throughput and eval_throughput).
 
-Run: .venv/bin/python benchmarks/perf/mfu.py [--steps 3]
+Also prints the process's peak RSS: with ``--max-new-tokens 512`` this is the memory check for the
+default model with G = 8 and 512-token completions.
+
+Run: .venv/bin/python benchmarks/perf/mfu.py [--steps 3] [--max-new-tokens 128] [--engine vllm]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -34,7 +38,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--size", type=int, default=2048)
-    ap.add_argument("--engine", default="hf")
+    ap.add_argument("--engine", default="vllm", help="rollout engine (generation is not part of the figure)")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
 
     from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
@@ -51,7 +56,7 @@ def main() -> None:
     engine = default_registry().get("engines", args.engine)(model, tok, eos_ids(model, tok))
     bench = Arith("arith", (1, 2, 3))
     scorer = RewardScorer({"integer_answer": integer_answer})
-    cfg = TrainConfig(steps=args.steps, prompts_per_step=8, group_size=8, max_new_tokens=128, mu=1,
+    cfg = TrainConfig(steps=args.steps, prompts_per_step=8, group_size=8, max_new_tokens=args.max_new_tokens, mu=1,
                       learning_rate=1e-6, checkpoint_every=0)
     with tempfile.TemporaryDirectory() as tmp:
         rows = Trainer(model, tok, engine, GRPO(), scorer, bench, bench.problems("train"), cfg, 0, tmp).train()
@@ -72,7 +77,11 @@ def main() -> None:
     print(f"| training phase, fp32 (median of {len(rows)} steps) | {med / 1e9:.1f} |")
     print(f"\nMFU vs fp32 peak: {100 * med / peaks['fp32']:.1f}%; vs bf16 peak: {100 * med / peaks['bf16']:.1f}%")
     print("per step (GFLOP/s): " + ", ".join(f"{a / 1e9:.1f}" for a in achieved))
+    lengths = ", ".join(f"{r['response_length_mean']:.0f}/{r['response_length_max']}" for r in rows)
+    print(f"completion length mean/max per step: {lengths}; trained rows per step: "
+          + ", ".join(f"{r['trained_frac']:.2f}" for r in rows))
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # vLLM starts workers with spawn
     main()
