@@ -168,8 +168,10 @@ def main() -> None:
             split = (f" (generation {res['gen_s']:.1f} s, training {res['train_s']:.1f} s)" if "gen_s" in res else "")
             print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s{split}", flush=True)
     med = {}
-    print(f"\n{args.benchmark} train prompts, {PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, beta = 0; {args.steps} steps per run "
-          f"(first untimed), median of {args.repeats} runs\n")
+    timing = "first untimed" if args.steps > 1 else "timed, warm-up included, on both sides"
+    print(f"\n{args.benchmark} train prompts, {PROMPTS} prompts x G = {G}, <= {MAX_NEW} new tokens, mu = 1, "
+          f"beta = 0; {args.steps} step(s) per run ({timing}), median of {args.repeats} runs\n")
+
     print("| trainer | samples/s | generated tokens/s | peak RSS (GiB) | per-run samples/s |")
     print("|---|---|---|---|---|")
     for side, runs in results.items():
