@@ -77,6 +77,20 @@ class Benchmark:
         }
 
 
+def reward_columns(problems: list[Problem]) -> dict[str, list[Any]]:
+    """The problems' reward columns as ``{column: [one value per problem]}`` (the reward contract's kwargs)."""
+    rows = [p.reward_columns() for p in problems]
+    return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+
+def read_bundled(rel: str) -> list[dict]:
+    """Rows of a data file bundled under :data:`DATA_DIR` (a clear error when it is missing)."""
+    path = DATA_DIR / rel
+    if not path.exists():
+        raise UserError(f"bundled data file missing: {path}")
+    return read_jsonl_gz(path)
+
+
 def read_jsonl_gz(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:

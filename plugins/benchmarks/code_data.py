@@ -16,17 +16,9 @@ small models make the usual 3-shot prompt (about 600 tokens) a poor trade.
 from __future__ import annotations
 
 from grpo_bench import hookimpl
-from grpo_bench.benchmark import DATA_DIR, Benchmark, Problem, read_jsonl_gz
-from grpo_bench.errors import UserError
+from grpo_bench.benchmark import Benchmark, Problem, read_bundled
 
 CODE_BLOCK = "Write the complete solution in a single ```python code block."
-
-
-def _path(rel: str):
-    path = DATA_DIR / rel
-    if not path.exists():
-        raise UserError(f"bundled data file missing: {path}")
-    return path
 
 
 class HumanEval(Benchmark):
@@ -44,7 +36,7 @@ class HumanEval(Benchmark):
             Problem(row["task_id"], self.render(row["prompt"]), row["prompt"] + row["canonical_solution"],
                     {"tests": row["test"], "entry_point": row["entry_point"], "setup_code": "",
                      "program_prefix": row["prompt"]})
-            for row in read_jsonl_gz(_path("humaneval/HumanEval.jsonl.gz"))
+            for row in read_bundled("humaneval/HumanEval.jsonl.gz")
         ]
 
 
@@ -61,7 +53,7 @@ class MBPP(Benchmark):
 
     def load_split(self, split):
         lo, hi = self.ranges[split]
-        rows = [r for r in read_jsonl_gz(_path("mbpp/mbpp.jsonl.gz")) if lo <= r["task_id"] <= hi]
+        rows = [r for r in read_bundled("mbpp/mbpp.jsonl.gz") if lo <= r["task_id"] <= hi]
         out = []
         for row in sorted(rows, key=lambda r: r["task_id"]):
             tests = "\n".join(row["test_list"])

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 
 from grpo_bench import hookimpl
-from grpo_bench.benchmark import DATA_DIR, Benchmark, Problem, read_jsonl_gz
-from grpo_bench.errors import UserError
+from grpo_bench.benchmark import Benchmark, Problem, read_bundled
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -23,13 +22,6 @@ def _hub_rows(path: str, name: str | None, split: str) -> list[dict]:
     import datasets
 
     return list(datasets.load_dataset(path, name, split=split))
-
-
-def _bundled(rel: str) -> list[dict]:
-    path = DATA_DIR / rel
-    if not path.exists():
-        raise UserError(f"bundled data file missing: {path}")
-    return read_jsonl_gz(path)
 
 
 def _boxed_answer(solution: str) -> str:
@@ -47,7 +39,7 @@ class GSM8K(Benchmark):
     prompt_template = "{question}\n" + BOXED_INSTRUCTION
 
     def load_split(self, split):
-        rows = _hub_rows("openai/gsm8k", "main", split) if _use_hub() else _bundled(f"gsm8k/{split}.jsonl.gz")
+        rows = _hub_rows("openai/gsm8k", "main", split) if _use_hub() else read_bundled(f"gsm8k/{split}.jsonl.gz")
         out = []
         for i, row in enumerate(rows):
             final = row["answer"].split("####")[-1].strip().replace(",", "")
@@ -65,7 +57,7 @@ class MATH(Benchmark):
     prompt_template = "{question}\n" + BOXED_INSTRUCTION
 
     def load_split(self, split):
-        rows = _hub_rows("EleutherAI/hendrycks_math", None, split) if _use_hub() else _bundled(f"math/{split}.jsonl.gz")
+        rows = _hub_rows("EleutherAI/hendrycks_math", None, split) if _use_hub() else read_bundled(f"math/{split}.jsonl.gz")
         return [
             Problem(row.get("unique_id", f"math/{split}/{i}"), self.render(row["problem"]),
                     _boxed_answer(row["solution"]), {"level": row.get("level"), "subject": row.get("type")})
@@ -82,7 +74,7 @@ class MATH500(Benchmark):
     prompt_template = "{question}\n" + BOXED_INSTRUCTION
 
     def load_split(self, split):
-        rows = _hub_rows("HuggingFaceH4/MATH-500", None, split) if _use_hub() else _bundled("math500/test.jsonl.gz")
+        rows = _hub_rows("HuggingFaceH4/MATH-500", None, split) if _use_hub() else read_bundled("math500/test.jsonl.gz")
         return [
             Problem(row["unique_id"], self.render(row["problem"]), row["answer"],
                     {"level": row.get("level"), "subject": row.get("subject")})
