@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .benchmark import Benchmark
+from .benchmark import Benchmark, reward_columns
 from .engine import RolloutEngine, SamplingConfig
 from .estimators import pass_at_k
 from .rewards import RewardScorer
@@ -33,7 +33,7 @@ def evaluate(engine: RolloutEngine, tokenizer, benchmark: Benchmark, split: str,
     problems = benchmark.problems(split, limit)
     reward = benchmark.eval_reward
     ids = [prompt_token_ids(tokenizer, benchmark, p) for p in problems]
-    columns = {k: [p.reward_columns()[k] for p in problems] for k in problems[0].reward_columns()}
+    columns = reward_columns(problems)
     prompts = [p.prompt for p in problems]
     greedy = engine.generate(ids, SamplingConfig(cfg.max_new_tokens, 0.0, 1, cfg.seed, cfg.batch_size),
                              progress=f"eval {benchmark.name} greedy")

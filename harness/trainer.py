@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithm import Algorithm, PolicyBatch, Stats
-from .benchmark import Benchmark, Problem
+from .benchmark import Benchmark, Problem, reward_columns
 from .engine import RolloutEngine, SamplingConfig
 from .io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from .policy import completion_logprobs, make_micro_batches
@@ -123,7 +123,7 @@ class Trainer:
         t_gen = time.perf_counter()
 
         flat = [(p, c) for p, group in zip(problems, groups) for c in group]
-        columns = {k: [p.reward_columns()[k] for p, _ in flat] for k in flat[0][0].reward_columns()}
+        columns = reward_columns([p for p, _ in flat])
         scored = self.scorer.score([p.prompt for p, _ in flat], [c.text for _, c in flat], columns)
         t_score = time.perf_counter()
 

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from grpo_bench import sandbox
+from grpo_bench.benchmark import reward_columns
 from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval
 from grpo_bench.plugins.rewards.code_tests import build_tests, code_tests, extract_program
 from grpo_bench.rewards import RewardScorer
@@ -304,7 +305,7 @@ def test_code_benchmarks_load_with_authors_splits():
 @pytest.mark.parametrize("bench,split", [("humaneval", "test"), ("mbpp", "test"), ("mbpp", "train")])
 def test_reference_solutions_pass_and_empty_answers_fail(bench, split):
     problems = (HumanEval() if bench == "humaneval" else MBPP()).problems(split, limit=12)
-    cols = {k: [p.reward_columns()[k] for p in problems] for k in problems[0].reward_columns()}
+    cols = reward_columns(problems)
     good = code_tests([p.prompt for p in problems], [fenced(p.answer) for p in problems], **cols)
     empty = code_tests([p.prompt for p in problems], ["I don't know."] * len(problems), **cols)
     assert good == [1.0] * len(problems) and empty == [0.0] * len(problems)
@@ -319,7 +320,7 @@ def test_every_reference_solution_passes():
         for bench in (HumanEval(), MBPP()):
             for split in bench.splits:
                 problems = bench.problems(split)
-                cols = {k: [p.reward_columns()[k] for p in problems] for k in problems[0].reward_columns()}
+                cols = reward_columns(problems)
                 cols["time_limit_s"] = [30.0] * len(problems)
                 res = scorer.score([""] * len(problems), [fenced(p.answer) for p in problems], cols)
                 failing = [p.id for p, v in zip(problems, res.values["code_tests"]) if v != 1.0]

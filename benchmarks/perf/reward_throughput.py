@@ -14,6 +14,7 @@ import argparse
 import statistics
 import time
 
+from grpo_bench.benchmark import reward_columns
 from grpo_bench.plugins.benchmarks.code_data import MBPP
 from grpo_bench.plugins.benchmarks.math_data import GSM8K
 from grpo_bench.plugins.rewards.code_tests import code_tests
@@ -30,7 +31,7 @@ def math_batch(n: int = 200):
 
 def code_batch(n: int = 100):
     problems = MBPP().problems("test", n)
-    columns = {k: [p.reward_columns()[k] for p in problems] for k in problems[0].reward_columns()}
+    columns = reward_columns(problems)
     return [f"```python\n{p.answer}\n```" for p in problems], columns
 
 
