@@ -1,8 +1,14 @@
 """grpo-bench: a reward-pluggable benchmark harness for critic-free RL fine-tuning of LLMs.
 
-Data flows one way: suite file -> runner -> trainer (rollout engine, rewards, algorithm)
--> evaluator -> results -> leaderboard.  Plugins add rewards, algorithms, benchmarks and
-rollout engines through the pluggy hooks in :mod:`grpo_bench.hookspecs`.
+Data flows one way, and the sub-packages follow it::
+
+    config (suite schema, loading)  ->  execute (plan -> executor -> finalize)
+        -> training (rollout engine, scoring of rewards, algorithm)  ->  evaluation
+        -> report (leaderboard, plots, HTML, compare)
+
+Plugins add rewards, algorithms, benchmarks and rollout engines through the pluggy hooks in
+:mod:`grpo_bench.hookspecs`; their contracts live in :mod:`grpo_bench.rewards`,
+:mod:`grpo_bench.algorithm`, :mod:`grpo_bench.benchmark` and :mod:`grpo_bench.engine`.
 """
 
 import pluggy

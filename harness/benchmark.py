@@ -83,6 +83,12 @@ def reward_columns(problems: list[Problem]) -> dict[str, list[Any]]:
     return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
 
 
+def prompt_token_ids(tokenizer, benchmark: Benchmark, problem: Problem) -> list[int]:
+    """The prompt as the model sees it: the chat template applied to :meth:`Benchmark.messages`."""
+    text = tokenizer.apply_chat_template(benchmark.messages(problem), add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def read_bundled(rel: str) -> list[dict]:
     """Rows of a data file bundled under :data:`DATA_DIR` (a clear error when it is missing)."""
     path = DATA_DIR / rel

@@ -12,9 +12,9 @@ from .errors import UserError
 
 
 def _cmd_run(args) -> int:
+    from .config import load_suite
+    from .execute import run_suite
     from .registry import default_registry
-    from .runner import run_suite
-    from .suite import load_suite
 
     registry = default_registry()
     suite = load_suite(args.suite, registry)
@@ -27,18 +27,22 @@ def _cmd_run(args) -> int:
 def _cmd_eval(args) -> int:
     import json
 
-    from .evaluator import EvalConfig, evaluate
+    from .config import EvalConfig
+    from .config.suite import default_engine
+    from .evaluation import evaluate
+    from .execute.session import pick_device
     from .io import atomic_write_json, write_jsonl
     from .models import eos_ids, load_policy
     from .registry import default_registry
-    from .rewards import RewardScorer
-    from .runner import pick_device
+    from .scoring import RewardScorer
 
     registry = default_registry()
     bench = registry.get("benchmarks", args.benchmark)
-    engine_cls = registry.get("engines", args.engine)
+    engine_cls = registry.get("engines", default_engine() if args.engine == "auto" else args.engine)
+    options = parse_engine_options(args.engine_option or [])
+    engine_cls.check_options(options)
     model, tokenizer = load_policy(args.model, args.dtype, pick_device(args.device))
-    engine = engine_cls(model, tokenizer, eos_ids(model, tokenizer))
+    engine = engine_cls(model, tokenizer, eos_ids(model, tokenizer), **options)
     scorer = RewardScorer({bench.eval_reward: registry.get("rewards", bench.eval_reward)})
     try:
         cfg = EvalConfig(args.max_new_tokens, args.samples, args.temperature, args.batch_size, args.seed)
@@ -55,7 +59,7 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_leaderboard(args) -> int:
-    from .leaderboard import write_leaderboard
+    from .report import write_leaderboard
 
     print(write_leaderboard(Path(args.dir), args.reference, args.target))
     return 0
@@ -64,7 +68,7 @@ def _cmd_leaderboard(args) -> int:
 def _cmd_compare(args) -> int:
     import json
 
-    from .compare import compare, to_markdown
+    from .report.compare import compare, to_markdown
 
     result = compare(Path(args.a), Path(args.b))
     print(json.dumps(result, indent=2) if args.json else to_markdown(result, Path(args.a), Path(args.b)))
@@ -86,8 +90,24 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def parse_engine_options(items: list[str]) -> dict:
+    """``["dtype=\"float32\"", "enforce_eager=true"]`` -> ``{"dtype": "float32", "enforce_eager": True}``."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--engine-option {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value  # a bare string
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .leaderboard import DEFAULT_TARGET
+    from .report.runs import DEFAULT_TARGET
 
     p = argparse.ArgumentParser(prog="grpo-bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -108,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--temperature", type=float, default=1.0)
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--engine", default="hf")
+    ev.add_argument("--engine", default="auto", help="rollout engine (default auto: vllm where it imports, else hf)")
+    ev.add_argument("--engine-option", action="append", metavar="KEY=VALUE",
+                    help="engine option, as in a suite's engine_options (repeatable; values are TOML)")
     ev.add_argument("--dtype", default="float32")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--out", help="write the summary JSON here (records beside it)")

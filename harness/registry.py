@@ -55,6 +55,11 @@ class Registry:
                     continue
                 for key, obj in provided.items():
                     table = self.tables[kind]
+                    declared = getattr(obj, "name", key) if kind != "rewards" else key
+                    if declared != key:
+                        self.errors.append(f"{source}: {kind[:-1]} registered as {key!r} but its name is "
+                                           f"{declared!r}; ignored (the key must equal the class's name)")
+                        continue
                     if key in table:
                         self.errors.append(
                             f"{source}: {kind[:-1]} {key!r} already registered by {table[key].source}; ignored"

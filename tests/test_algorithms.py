@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from grpo_bench.algorithm import PolicyBatch, Stats, group_normalize
 from grpo_bench.plugins.algorithms.grpo import GRPO
 from grpo_bench.plugins.algorithms.grpo_no_is import GRPONoIS

@@ -5,9 +5,9 @@ and optimizer steps, and every run (the base model too) is evaluated on the same
 import json
 
 from grpo_bench.cli import main
-from grpo_bench.leaderboard import check_comparable, load_runs
 from grpo_bench.registry import default_registry
-from grpo_bench.trainer import prompt_order, step_problems
+from grpo_bench.report.runs import check_comparable, load_runs
+from grpo_bench.training.trainer import prompt_order, step_problems
 
 SUITE = """
 [suite]

@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-
 from grpo_bench.cli import main
-from grpo_bench.compare import compare
 from grpo_bench.errors import UserError
-from grpo_bench.leaderboard import flatten, load_runs, steps_to_target, write_leaderboard
-from grpo_bench.stats import t_quantile
+from grpo_bench.report import write_leaderboard
+from grpo_bench.report.board import steps_to_target
+from grpo_bench.report.compare import compare
+from grpo_bench.report.runs import flatten, load_runs
+from grpo_bench.report.stats import t_quantile
 
 CONFIG = {
     "suite": {"name": "fake", "model": "tiny-random", "seeds": [0, 1, 2], "dtype": "float32"},

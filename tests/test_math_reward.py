@@ -8,9 +8,8 @@ import threading
 import time
 
 import pytest
-
 from grpo_bench.plugins.rewards.math_answer import check_answer, last_boxed, math_verify
-from grpo_bench.rewards import RewardScorer
+from grpo_bench.scoring import RewardScorer
 
 
 def B(s):

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from grpo_bench.registry import Registry, load_entry_points
 
 PLUGIN = '''

@@ -4,8 +4,13 @@ import threading
 import time
 
 import reward_fixtures
-from grpo_bench.plugins.rewards.math_answer import boxed_format, gsm8k_hash_answer, last_boxed, math_verify
-from grpo_bench.rewards import RewardScorer
+from grpo_bench.plugins.rewards.math_answer import (
+    boxed_format,
+    gsm8k_hash_answer,
+    last_boxed,
+    math_verify,
+)
+from grpo_bench.scoring import RewardScorer
 
 
 def test_math_verify_basics():

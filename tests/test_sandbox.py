@@ -13,12 +13,15 @@ import tempfile
 import time
 
 import pytest
-
-from grpo_bench import sandbox
 from grpo_bench.benchmark import reward_columns
 from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval
-from grpo_bench.plugins.rewards.code_tests import build_tests, code_tests, extract_program
-from grpo_bench.rewards import RewardScorer
+from grpo_bench.plugins.rewards.code_tests import (
+    build_tests,
+    code_tests,
+    extract_program,
+)
+from grpo_bench.sandbox import namespaces as sandbox
+from grpo_bench.scoring import RewardScorer
 
 LIMIT = 2.0  # sandbox wall-clock limit in these tests
 SLACK = 2.5  # start-up, kill and clean-up on a loaded 2-core machine

@@ -4,8 +4,13 @@ import math
 import random
 
 import pytest
-
-from grpo_bench.stats import align, bootstrap_interval, paired_difference, t_interval, t_quantile
+from grpo_bench.report.stats import (
+    align,
+    bootstrap_interval,
+    paired_difference,
+    t_interval,
+    t_quantile,
+)
 
 
 @pytest.mark.parametrize("df, q", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423), (120, 1.9799)])

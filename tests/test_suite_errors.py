@@ -1,7 +1,6 @@
 """Malformed suites: a one-line error naming the file and the key, exit status 2, nothing written."""
 
 import pytest
-
 from grpo_bench.cli import main
 
 GOOD = '''
@@ -58,8 +57,8 @@ def test_missing_file(tmp_path, capsys):
 
 
 def test_good_suite_parses_and_resolves_every_option(tmp_path):
+    from grpo_bench.config import load_suite
     from grpo_bench.registry import default_registry
-    from grpo_bench.suite import load_suite
 
     path = tmp_path / "good.toml"
     path.write_text(GOOD)

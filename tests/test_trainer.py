@@ -2,18 +2,17 @@
 
 import os
 
-import torch
-
 import reward_fixtures
+import torch
+from grpo_bench.config import TrainConfig
 from grpo_bench.models import eos_ids, load_policy
 from grpo_bench.plugins.algorithms.grpo import GRPO
 from grpo_bench.plugins.algorithms.grpo_no_is import GRPONoIS
 from grpo_bench.plugins.algorithms.tic_grpo import TICGRPO
 from grpo_bench.plugins.benchmarks.arith import Arith
 from grpo_bench.plugins.engines.hf import HFEngine
-from grpo_bench.rewards import RewardScorer
-from grpo_bench.trainer import TrainConfig, Trainer
-
+from grpo_bench.scoring import RewardScorer
+from grpo_bench.training import Trainer
 
 #: GRPO_BENCH_TEST_DEVICE=cuda runs these on a GPU
 DEVICE = os.environ.get("GRPO_BENCH_TEST_DEVICE", "cpu")

@@ -6,15 +6,16 @@ import torch
 pytest.importorskip("vllm")
 
 import reward_fixtures  # noqa: E402
+from grpo_bench.config import TrainConfig
 from grpo_bench.engine import SamplingConfig  # noqa: E402
 from grpo_bench.models import eos_ids, load_policy  # noqa: E402
 from grpo_bench.plugins.algorithms.grpo import GRPO  # noqa: E402
 from grpo_bench.plugins.benchmarks.arith import Arith  # noqa: E402
 from grpo_bench.plugins.engines.hf import HFEngine  # noqa: E402
 from grpo_bench.plugins.engines.vllm_engine import VLLMEngine  # noqa: E402
-from grpo_bench.policy import completion_logprobs, make_micro_batches  # noqa: E402
-from grpo_bench.rewards import RewardScorer  # noqa: E402
-from grpo_bench.trainer import TrainConfig, Trainer  # noqa: E402
+from grpo_bench.scoring import RewardScorer  # noqa: E402
+from grpo_bench.training import Trainer  # noqa: E402
+from grpo_bench.training.policy import completion_logprobs, make_micro_batches  # noqa: E402
 
 #: fp32 engine vs fp32 trainer: the same weights must give the same log-probs up to kernel rounding
 TOLERANCE = 1e-4

@@ -14,11 +14,11 @@ import argparse
 import statistics
 import time
 
+from grpo_bench.benchmark import prompt_token_ids
 from grpo_bench.engine import SamplingConfig
 from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
 from grpo_bench.plugins.benchmarks.math_data import GSM8K
 from grpo_bench.plugins.engines.hf import HFEngine
-from grpo_bench.trainer import prompt_token_ids
 
 
 def main() -> None:

@@ -42,13 +42,14 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args()
 
+    from grpo_bench.config import TrainConfig
     from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
     from grpo_bench.plugins.algorithms.grpo import GRPO
     from grpo_bench.plugins.benchmarks.arith import Arith
     from grpo_bench.plugins.rewards.integer_answer import integer_answer
     from grpo_bench.registry import default_registry
-    from grpo_bench.rewards import RewardScorer
-    from grpo_bench.trainer import TrainConfig, Trainer
+    from grpo_bench.scoring import RewardScorer
+    from grpo_bench.training import Trainer
 
     peaks = {"bf16": matmul_peak(torch.bfloat16, args.size), "fp32": matmul_peak(torch.float32, args.size)}
     model, tok = load_policy(DEFAULT_MODEL, "float32")

@@ -19,7 +19,7 @@ from grpo_bench.plugins.benchmarks.code_data import MBPP
 from grpo_bench.plugins.benchmarks.math_data import GSM8K
 from grpo_bench.plugins.rewards.code_tests import code_tests
 from grpo_bench.plugins.rewards.math_answer import math_verify
-from grpo_bench.rewards import RewardScorer
+from grpo_bench.scoring import RewardScorer
 
 
 def math_batch(n: int = 200):

@@ -42,10 +42,9 @@ def dense_reward(prompts, completions, **columns):
 
 def load_model(model_arg: str | None, random_weights: bool):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+    from grpo_bench.execute.session import pick_device
     from grpo_bench.models import DEFAULT_MODEL, load_policy
-    from grpo_bench.runner import pick_device
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device("auto")
     if not random_weights:
@@ -67,11 +66,12 @@ def bench_and_reward(benchmark: str, reward: str):
 
 def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, random_weights: bool = False,
                    reward: str = "benchmark", benchmark: str = "arith") -> dict:
+    from grpo_bench.config import TrainConfig
     from grpo_bench.models import eos_ids
     from grpo_bench.plugins.algorithms.grpo import GRPO
     from grpo_bench.registry import default_registry
-    from grpo_bench.rewards import RewardScorer
-    from grpo_bench.trainer import TrainConfig, Trainer
+    from grpo_bench.scoring import RewardScorer
+    from grpo_bench.training import Trainer
 
     model, tok = load_model(model_arg, random_weights)
     engine = default_registry().get("engines", engine_name)(model, tok, eos_ids(model, tok))
@@ -93,11 +93,10 @@ def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, r
 
 def run_trl(steps: int, benchmark: str = "arith") -> dict:
     from datasets import Dataset
+    from grpo_bench.models import ensure_default_model
+    from grpo_bench.training.trainer import prompt_order
     from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    from grpo_bench.models import ensure_default_model
-    from grpo_bench.trainer import prompt_order
 
     path = str(ensure_default_model())
     bench, _, reward_fn = bench_and_reward(benchmark, "benchmark")

@@ -18,10 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from grpo_bench import hookimpl
 from grpo_bench.algorithm import (
-    Algorithm, Options, PolicyBatch, Stats, check_nonnegative, kl_penalty, seq_mean, token_ratio_stats,
+    Algorithm,
+    Options,
+    PolicyBatch,
+    Stats,
+    check_nonnegative,
+    kl_penalty,
+    seq_mean,
+    token_ratio_stats,
 )
 
 

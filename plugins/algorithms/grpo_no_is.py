@@ -13,9 +13,15 @@ Options: beta = 0.0, delta = 1e-4, std = "unbiased".
 from __future__ import annotations
 
 import torch
-
 from grpo_bench import hookimpl
-from grpo_bench.algorithm import Algorithm, PolicyBatch, Stats, check_nonnegative, kl_penalty, seq_mean
+from grpo_bench.algorithm import (
+    Algorithm,
+    PolicyBatch,
+    Stats,
+    check_nonnegative,
+    kl_penalty,
+    seq_mean,
+)
 
 
 class GRPONoIS(Algorithm):

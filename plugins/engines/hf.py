@@ -8,10 +8,9 @@ top_p = 1); temperature 0 is greedy. Reproducible for a seed on CPU.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
-
 from grpo_bench import hookimpl
 from grpo_bench.engine import Completion, RolloutEngine, SamplingConfig
+from tqdm.auto import tqdm
 
 
 class HFEngine(RolloutEngine):

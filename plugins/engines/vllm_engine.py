@@ -23,7 +23,6 @@ import shutil
 import tempfile
 
 import torch
-
 from grpo_bench import hookimpl
 from grpo_bench.engine import Completion, RolloutEngine, SamplingConfig
 from grpo_bench.errors import UserError

@@ -7,7 +7,7 @@ the last ``\\boxed{...}`` of the completion or, for GSM8K-style text, the number
 A boxed answer longer than :data:`MAX_ANSWER_CHARS` scores 0.0 without parsing.
 
 Time limits: math-verify's own timeouts use SIGALRM, which works on the main thread only, so they
-are switched off here; the harness's worker pool (:class:`grpo_bench.rewards.RewardScorer`) bounds
+are switched off here; the harness's worker pool (:class:`grpo_bench.scoring.RewardScorer`) bounds
 each call from any thread by killing the worker, and such a call counts as a ``timeout``.
 Called directly, outside the scorer, a pathological answer (``10^{10^{10}}``) can take unbounded time.
 """

@@ -1,4 +1,5 @@
-"""Runs a suite: the base model's evaluation, then every variant x seed (train, evaluate), then the table.
+"""One process's working set and one run's work: load the model, engine and scorers once
+(:class:`Session`), then train and evaluate one (variant, seed) at a time (:func:`run_one`).
 
 Finished runs (``summary.json`` present) are skipped; an unfinished one resumes from its last
 checkpoint. Every file is written atomically, so a kill at any moment loses at most the steps
@@ -15,16 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .evaluator import EvalConfig, evaluate
-from .io import atomic_write_json, write_jsonl
-from .leaderboard import write_leaderboard
-from .models import eos_ids, load_policy
-from .provenance import provenance
-from .registry import Registry
-from .rewards import RewardScorer
-from .suite import Suite, config_hash
-from .trainer import Trainer, TrainConfig
+from ..config.schema import EvalConfig, Suite, TrainConfig
+from ..evaluation import evaluate
+from ..io import atomic_write_json, write_jsonl
+from ..models import eos_ids, load_policy
+from ..registry import Registry
+from ..scoring import RewardScorer
+from ..training import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +65,7 @@ class Session:
 
 
 def eval_config(suite: Suite, seed: int) -> EvalConfig:
+    """The suite's ``[eval]`` settings with the run's own seed."""
     ev = suite.eval
     return EvalConfig(ev.max_new_tokens, ev.samples, ev.temperature, ev.batch_size, seed)
 
@@ -116,7 +115,7 @@ def run_one(session: Session, out: Path, variant_name: str | None, seed: int, ba
         return
     torch.manual_seed(seed)
     session.reset_weights()
-    record = dict(base, variant=name, seed=seed)
+    record = dict(base, chat_template=getattr(session.tokenizer, "chat_template", None), variant=name, seed=seed)
     t0 = time.perf_counter()
     if variant_name is None:
         atomic_write_json(run_dir / "config.json", record)
@@ -146,41 +145,3 @@ def run_one(session: Session, out: Path, variant_name: str | None, seed: int, ba
     atomic_write_json(run_dir / "summary.json", summary)
     if not suite.suite.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
-
-
-def run_suite(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None) -> Path:
-    out = Path(results_root) / suite.suite.name
-    resolved = suite.resolved()
-    digest = config_hash(resolved)
-    stamp = out / "suite.json"
-    if stamp.exists():
-
-        old = json.loads(stamp.read_text())
-        if old.get("config_hash") != digest:
-            raise UserError(
-                f"{out} holds results of a different configuration of suite {suite.suite.name!r} "
-                f"(hash {old.get('config_hash')} != {digest}); move it away or pass --results-dir"
-            )
-    names = [v.name for v in suite.variants]
-    if only:
-        unknown = [n for n in only if n not in names]
-        if unknown:
-            raise UserError(f"--variant {unknown[0]!r}: not in suite (variants: {', '.join(names)})")
-    prov = provenance()
-    atomic_write_json(stamp, {"config": resolved, "config_hash": digest, "suite_file": str(suite.path),
-                              "provenance": prov})
-    base = {"suite": suite.suite.name, "config": resolved, "config_hash": digest, "provenance": prov,
-            "benchmarks": {t.name: registry.get("benchmarks", t.name).describe() for t in suite.eval.benchmarks}}
-    session = Session(suite, registry)
-    base["chat_template"] = getattr(session.tokenizer, "chat_template", None)
-    try:
-        run_one(session, out, None, suite.suite.seeds[0], base)
-        for variant in suite.variants:
-            if only and variant.name not in only:
-                continue
-            for seed in suite.suite.seeds:
-                run_one(session, out, variant.name, seed, base)
-    finally:
-        session.close()
-    write_leaderboard(out)
-    return out

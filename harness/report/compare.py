@@ -3,7 +3,7 @@
 A and B are suite folders (``runs/*/seed*/``) or single run folders (``summary.json`` inside).
 Two single-variant folders are compared with each other whatever their variant names; otherwise
 variants present in both are compared by name. Where the two sides share problem ids, the
-difference has a paired bootstrap 95% interval (:func:`grpo_bench.stats.paired_difference`);
+difference has a paired bootstrap 95% interval (:func:`grpo_bench.report.stats.paired_difference`);
 otherwise it is the plain difference of the means over seeds, without an interval.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from statistics import fmean
 
-from .errors import UserError
-from .leaderboard import Run, comparable, eval_metrics, fmt_interval, group_runs, load_runs
+from ..errors import UserError
+from .render import fmt_interval
+from .runs import Run, comparable, eval_metrics, group_runs, load_runs
 from .stats import Interval, paired_difference
 
 

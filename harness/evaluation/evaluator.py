@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from .benchmark import Benchmark, reward_columns
-from .engine import RolloutEngine, SamplingConfig
+from ..benchmark import Benchmark, prompt_token_ids, reward_columns
+from ..config.schema import EvalConfig
+from ..engine import RolloutEngine, SamplingConfig
+from ..scoring import RewardScorer
 from .estimators import pass_at_k
-from .rewards import RewardScorer
-from .trainer import prompt_token_ids
-
-
-@dataclass
-class EvalConfig:
-    max_new_tokens: int = 256
-    samples: int = 0  # k for mean@k (0: greedy only)
-    temperature: float = 1.0  # for the k samples
-    batch_size: int = 64
-    seed: int = 0
 
 
 def _correct(scorer: RewardScorer, reward: str, prompts, completions, columns) -> tuple[list[bool], dict]:

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from .leaderboard import notes, provenance_lines, table
+from .render import notes, provenance_lines, table
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }

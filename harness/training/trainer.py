@@ -10,43 +10,18 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .algorithm import Algorithm, PolicyBatch, Stats
-from .benchmark import Benchmark, Problem, reward_columns
-from .engine import RolloutEngine, SamplingConfig
-from .io import append_jsonl, read_jsonl, replace_dir, write_jsonl
+from ..algorithm import Algorithm, PolicyBatch, Stats
+from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
+from ..config.schema import TrainConfig
+from ..engine import RolloutEngine, SamplingConfig
+from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
+from ..scoring import RewardScorer
 from .policy import completion_logprobs, make_micro_batches
-from .rewards import RewardScorer
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 10
-    prompts_per_step: int = 4
-    group_size: int = 4
-    max_new_tokens: int = 64
-    max_prompt_tokens: int = 256
-    learning_rate: float = 1e-6
-    mu: int = 4
-    temperature: float = 1.0
-    grad_clip: float = 1.0
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    micro_batch_size: int = 8
-    generation_batch_size: int = 64
-    checkpoint_every: int = 10
-    bf16_autocast: bool = False  # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32
-
-
-def prompt_token_ids(tokenizer, benchmark: Benchmark, problem: Problem) -> list[int]:
-    text = tokenizer.apply_chat_template(benchmark.messages(problem), add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def prompt_order(num_problems: int, seed: int) -> list[int]:

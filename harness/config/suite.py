@@ -13,77 +13,16 @@ import json
 import re
 import tomllib
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .evaluator import EvalConfig
-from .registry import Registry
-from .trainer import TrainConfig
+from ..errors import UserError
+from ..registry import Registry
+from .schema import EvalSection, Suite, SuiteMeta, TrainSection, Variant
 
 
 class SuiteError(UserError):
     pass
-
-
-@dataclass
-class SuiteMeta:
-    name: str = ""
-    model: str = "smollm2-135m-instruct"
-    dtype: str = "float32"
-    engine: str = "auto"  # "auto": vllm where it imports, else hf (resolved and recorded)
-    engine_options: dict = field(default_factory=dict)
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    seeds: list[int] = field(default_factory=lambda: [0])
-    keep_checkpoints: bool = False
-
-
-@dataclass
-class TrainSection(TrainConfig):
-    benchmark: str = "arith"
-    split: str = "train"
-    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
-    reward_weights: dict = field(default_factory=dict)
-    reward_timeout_s: float = 10.0
-    reward_workers: int = 1
-
-
-@dataclass
-class EvalTarget:
-    name: str = ""
-    split: str = "test"
-    limit: int = 0  # 0: the whole split
-
-
-@dataclass
-class EvalSection(EvalConfig):
-    benchmarks: list[EvalTarget] = field(default_factory=list)
-
-
-@dataclass
-class Variant:
-    algorithm: str = ""
-    name: str = ""
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class Suite:
-    path: Path
-    suite: SuiteMeta
-    train: TrainSection
-    eval: EvalSection
-    variants: list[Variant]
-
-    def resolved(self) -> dict[str, Any]:
-        """The suite as plain data (what gets hashed and recorded with every result)."""
-        d = dataclasses.asdict(self)
-        d.pop("path")
-        return d
-
-    def variant(self, name: str) -> Variant:
-        return next(v for v in self.variants if v.name == name)
 
 
 def config_hash(obj: Any) -> str:
@@ -158,7 +97,11 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
     if meta.engine == "auto":
         meta.engine = default_engine()
-    _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
+    engine_cls = _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
+    try:
+        engine_cls.check_options(dict(meta.engine_options))
+    except UserError as exc:
+        raise err("suite.engine_options", str(exc)) from None
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
     for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",

@@ -1,0 +1,108 @@
+"""The configuration schema: every key a suite file may hold, with its type and default.
+
+Sections map to dataclasses (``[suite]`` -> :class:`SuiteMeta`, ``[train]`` -> :class:`TrainSection`,
+``[eval]`` -> :class:`EvalSection`, ``[[variants]]`` -> :class:`Variant`). :class:`TrainConfig` and
+:class:`EvalConfig` are what the trainer and the evaluator receive. Nothing here imports the
+pipeline stages, so every stage may import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10
+    prompts_per_step: int = 4
+    group_size: int = 4
+    max_new_tokens: int = 64
+    max_prompt_tokens: int = 256
+    learning_rate: float = 1e-6
+    mu: int = 4
+    temperature: float = 1.0
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    micro_batch_size: int = 8
+    generation_batch_size: int = 64
+    checkpoint_every: int = 10
+    bf16_autocast: bool = False  # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = 256
+    samples: int = 0  # k for mean@k (0: greedy only)
+    temperature: float = 1.0  # for the k samples
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class SuiteMeta:
+    name: str = ""
+    model: str = "smollm2-135m-instruct"
+    dtype: str = "float32"
+    engine: str = "auto"  # "auto": vllm where it imports, else hf (resolved and recorded)
+    engine_options: dict = field(default_factory=dict)
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    seeds: list[int] = field(default_factory=lambda: [0])
+    keep_checkpoints: bool = False
+
+
+@dataclass
+class TrainSection(TrainConfig):
+    benchmark: str = "arith"
+    split: str = "train"
+    rewards: list[str] = field(default_factory=lambda: ["math_verify"])
+    reward_weights: dict = field(default_factory=dict)
+    reward_timeout_s: float = 10.0
+    reward_workers: int = 1
+
+
+@dataclass
+class EvalTarget:
+    name: str = ""
+    split: str = "test"
+    limit: int = 0  # 0: the whole split
+
+
+@dataclass
+class EvalSection:
+    """The suite's ``[eval]``: generation settings and targets; the seed is each run's own seed."""
+
+    max_new_tokens: int = 256
+    samples: int = 0  # k for mean@k (0: greedy only)
+    temperature: float = 1.0  # for the k samples
+    batch_size: int = 64
+    benchmarks: list[EvalTarget] = field(default_factory=list)
+
+
+@dataclass
+class Variant:
+    algorithm: str = ""
+    name: str = ""
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    path: Path
+    suite: SuiteMeta
+    train: TrainSection
+    eval: EvalSection
+    variants: list[Variant]
+
+    def resolved(self) -> dict[str, Any]:
+        """The suite as plain data (what gets hashed and recorded with every result)."""
+        d = dataclasses.asdict(self)
+        d.pop("path")
+        return d
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)

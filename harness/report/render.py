@@ -1,0 +1,123 @@
+"""The board rendered as text: formatted cells, Markdown, CSV, legend and provenance lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+
+def fmt_interval(iv: dict | None, scale: float = 100.0, digits: int = 1, sign: bool = False) -> str:
+    if not iv:
+        return "-"
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    text = f.format(iv["value"] * scale)
+    if iv["lo"] is not None:
+        text += f" [{f.format(iv['lo'] * scale)}, {f.format(iv['hi'] * scale)}]"
+    return text + ("†" if iv["method"] == "bootstrap" else "")
+
+
+def fmt_steps(s: dict) -> str:
+    if not s["reached"]:
+        return "not reached"
+    text = f"{s['mean']:.1f}"
+    return text if s["reached"] == s["runs"] else f"{text} ({s['reached']}/{s['runs']})"
+
+
+def table(board: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells (shared by Markdown and HTML)."""
+    ref = board["reference"]
+    header = ["variant", "algorithm", "seeds"]
+    for key, ms in board["metrics"].items():
+        for m in ms:
+            header.append(f"{key} {m} (%)")
+            if ref and m == "pass@1":
+                header.append(f"{key} Δ{m} vs {ref} (pts)")
+    header += ["train reward AUC", f"steps to train acc ≥ {board['target']:g}", "samples/run",
+               "gen. tokens/run", "train wall s/run", "train resp. length"]
+    rows = []
+    for row in board["rows"]:
+        cells = [row["variant"], row["algorithm"], ",".join(map(str, row["seeds"]))]
+        for key, ms in board["metrics"].items():
+            for m in ms:
+                cell = row["eval"][key][m]
+                cells.append(fmt_interval(cell["mean"]) if cell else "-")
+                if ref and m == "pass@1":
+                    cells.append("ref" if row["variant"] == ref else fmt_interval(cell and cell["delta"], sign=True))
+        t = row["train"]
+        if t:
+            cells += [fmt_interval(t["reward_auc"], 1.0, 3), fmt_steps(t["steps_to_target"]), f"{t['samples']:.0f}",
+                      f"{t['generated_tokens']:.0f}", f"{t['train_wall_s']:.0f}", f"{t['response_length_mean']:.1f}"]
+        else:
+            cells += ["-"] * 6
+        rows.append(cells)
+    return header, rows
+
+
+def notes(board: dict) -> list[str]:
+    """The legend: interval methods and definitions (Markdown and HTML footers)."""
+    ref = board["reference"]
+    out = ["Eval: greedy pass@1 (and sampled mean@k) in %, mean over seeds with a 95% Student-t interval over "
+           "per-seed means (clipped to [0, 100]); † marks one seed, where the interval is a percentile "
+           "bootstrap over problems (2000 resamples, RNG seed 0)."]
+    if ref:
+        out.append(f"Δ: difference to `{ref}` in percentage points, paired bootstrap 95% interval over problems "
+                   "(pairs by (seed, problem id); the base model is paired with every seed).")
+    out.append(f"Train reward AUC: mean of the per-step mean reward (area under the reward curve / steps), "
+               f"95% t interval over seeds. Steps to target: first step count where the {board['window']}-step "
+               "trailing mean of train accuracy reaches the target (mean over seeds that reached it; "
+               "(r/n) when only r of n did). Compute columns are per run (mean over seeds).")
+    return out
+
+
+def provenance_lines(board: dict) -> list[str]:
+    p = board["provenance"]
+    commits = ", ".join(f"`{(c['commit'] or 'unknown')[:12]}`{' (dirty)' if c['dirty'] else ''}" for c in p["commits"])
+    hw = "; ".join(f"{h.get('cpu', '?')} x{h.get('cores', '?')}" + (f", {h['gpu']}" if h.get("gpu") else "")
+                   for h in p["hardware"] if h)
+    versions = "; ".join(", ".join(f"{k} {v}" for k, v in vs.items()) for vs in p["versions"] if vs)
+    return [f"Suite `{p['suite']}`, config hash `{p['config_hash']}`, seeds {', '.join(map(str, p['seeds']))}.",
+            f"Commit {commits}. Hardware: {hw or '?'}.", f"Versions: {versions or '?'}.",
+            "Command: " + "; ".join(f"`{c}`" for c in p["commands"])]
+
+
+def to_markdown(board: dict) -> str:
+    header, rows = table(board)
+    lines = [f"# Leaderboard: {board['provenance']['suite']}", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    config = json.dumps(board["provenance"]["config"], indent=2, sort_keys=True)
+    lines += ["", *[n + "\n" for n in notes(board)], *[n + "\n" for n in provenance_lines(board)],
+              "<details><summary>Resolved config</summary>", "", "```json", config, "```", "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(board: dict) -> str:
+    """Numbers, unformatted: one row per variant; intervals as value/lo/hi columns."""
+    header, rows = ["variant", "algorithm", "seeds"], []
+    for key, ms in board["metrics"].items():
+        for m in ms:
+            header += [f"{key} {m}{s}" for s in ("", " lo", " hi", " method")]
+            header += [f"{key} {m} delta{s}" for s in ("", " lo", " hi", " method")]
+    train_keys = ["steps", "samples", "generated_tokens", "train_wall_s", "response_length_mean"]
+    header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys]
+
+    def iv(d):
+        return [d["value"], d["lo"], d["hi"], d["method"]] if d else ["", "", "", ""]
+
+    for row in board["rows"]:
+        cells = [row["variant"], row["algorithm"], ";".join(map(str, row["seeds"]))]
+        for key, ms in board["metrics"].items():
+            for m in ms:
+                cell = row["eval"][key][m]
+                cells += iv(cell and cell["mean"]) + iv(cell and cell["delta"])
+        t = row["train"]
+        if t:
+            cells += iv(t["reward_auc"])[:3] + [t["steps_to_target"]["mean"], t["steps_to_target"]["reached"]]
+            cells += [t[k] for k in train_keys]
+        else:
+            cells += [""] * (5 + len(train_keys))
+        rows.append(["" if c is None else c for c in cells])
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    return buf.getvalue()

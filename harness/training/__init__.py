@@ -1,0 +1,5 @@
+"""Training: the GRPO-style loop (rollout engine -> rewards -> algorithm -> optimizer)."""
+
+from .trainer import Trainer
+
+__all__ = ["Trainer"]
