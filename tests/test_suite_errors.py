@@ -35,6 +35,14 @@ CASES = [
     ("duplicate variant", GOOD + '\n[[variants]]\nalgorithm = "grpo"\n', "variants[1].name: duplicate"),
     ("not toml", "[suite\nmodel=", "not valid TOML"),
     ("unknown engine", GOOD.replace('engine = "hf"', 'engine = "warp"'), "suite.engine"),
+    ("unknown engine option", GOOD.replace('engine = "hf"', 'engine = "hf"\nengine_options = { turbo = true }'),
+     "suite.engine_options: engine 'hf': unknown option 'turbo'"),
+    ("variant train key unknown", GOOD + 'train = { rewardz = 1 }\n', "variants[0].train.rewardz: unknown key"),
+    ("variant train out of range", GOOD + 'train = { learning_rate = -1.0 }\n', "variants[0].train.learning_rate"),
+    ("positive control not a variant", GOOD.replace('engine = "hf"', 'engine = "hf"\npositive_control = "x"'),
+     "suite.positive_control"),
+    ("margin out of range", GOOD.replace('engine = "hf"', 'engine = "hf"\nequivalence_margin = 3.0'),
+     "suite.equivalence_margin"),
 ]
 
 
@@ -65,3 +73,25 @@ def test_good_suite_parses_and_resolves_every_option(tmp_path):
     suite = load_suite(path, default_registry())
     assert suite.suite.name == "good"
     assert suite.variants[0].options == {"beta": 0.0, "delta": 1e-4, "std": "unbiased", "eps_low": 0.2, "eps_high": 0.2}
+
+
+def test_variant_train_overrides_reach_the_trainer(tmp_path):
+    """A positive control at a tenth of the learning rate: only that variant's runs train with it."""
+    import json
+
+    text = GOOD.replace("steps = 1", "steps = 1\nprompts_per_step = 1\ngroup_size = 2\nmax_new_tokens = 4\nlearning_rate = 1e-3")
+    text += '\n[[variants]]\nname = "grpo_lr_tenth"\nalgorithm = "grpo"\ntrain = { learning_rate = 1e-4 }\n'
+    text = text.replace('engine = "hf"', 'engine = "hf"\npositive_control = "grpo_lr_tenth"\nkeep_checkpoints = true')
+    path = tmp_path / "ctl.toml"
+    path.write_text(text.replace("limit = 2", "limit = 1"))
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "ctl" / "runs" / "grpo_lr_tenth" / "seed0" / "config.json").read_text())
+    control = next(v for v in cfg["config"]["variants"] if v["name"] == "grpo_lr_tenth")
+    assert control["train"] == {"learning_rate": 1e-4}
+    # the trainer's optimizer was built with each variant's own rate (read back from the kept checkpoints)
+    import torch
+
+    for name, lr in (("grpo", 1e-3), ("grpo_lr_tenth", 1e-4)):
+        state = torch.load(tmp_path / "r" / "ctl" / "runs" / name / "seed0" / "checkpoint" / "state.pt",
+                           weights_only=False)
+        assert state["optimizer"]["param_groups"][0]["lr"] == lr

@@ -53,6 +53,10 @@ class SuiteMeta:
     device: str = "auto"  # "auto": cuda when available, else cpu
     seeds: list[int] = field(default_factory=lambda: [0])
     keep_checkpoints: bool = False
+    # the leaderboard's verdicts: equivalence margin (a fraction: 0.03 = 3 points of pass@1) and the variant
+    # that must come out "different" from the reference for the design to be able to decide (none: "")
+    equivalence_margin: float = 0.03
+    positive_control: str = ""
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Variant:
     algorithm: str = ""
     name: str = ""
     options: dict = field(default_factory=dict)
+    #: ``[train]`` keys this variant changes (e.g. a positive control at a tenth of the learning rate)
+    train: dict = field(default_factory=dict)
 
 
 @dataclass

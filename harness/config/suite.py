@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..registry import Registry
-from .schema import EvalSection, Suite, SuiteMeta, TrainSection, Variant
+from .schema import EvalSection, Suite, SuiteMeta, TrainConfig, TrainSection, Variant
 
 
 class SuiteError(UserError):
@@ -104,16 +104,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.engine_options", str(exc)) from None
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
-    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",
-                "generation_batch_size", "reward_workers"):
-        if getattr(train, key) < 1:
-            raise err(f"train.{key}", f"must be >= 1, got {getattr(train, key)}")
-    if train.group_size < 2:
-        raise err("train.group_size", "must be >= 2 (advantages are normalised within a group)")
-    if train.temperature <= 0:
-        raise err("train.temperature", "must be > 0 (training samples from the policy)")
-    if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
-        raise err("train.learning_rate" if train.learning_rate <= 0 else "train.reward_timeout_s", "must be > 0")
+    check_train(train, err, "train")
     bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")
     if train.split not in bench.splits:
         raise err("train.split", f"benchmark {train.benchmark!r} has no split {train.split!r}")
@@ -145,7 +136,31 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         except UserError as exc:
             raise err(f"variants[{i}].options", str(exc)) from None
         v.options = algo.config()["options"]  # resolved: every option with its value, defaults included
+        try:
+            overrides = _build(TrainConfig, dict(v.train), f"variants[{i}].train")
+        except SuiteError as exc:
+            raise SuiteError(f"{path}: {exc}") from None
+        v.train = {k: getattr(overrides, k) for k in v.train}
+        check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
+    if not 0 < meta.equivalence_margin < 1:
+        raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
+    if meta.positive_control and meta.positive_control not in seen:
+        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
     return Suite(path, meta, train, ev, variants)
+
+
+def check_train(train: TrainSection, err, where: str) -> None:
+    """Bounds of the ``[train]`` settings (also applied to each variant's ``train`` overrides)."""
+    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",
+                "generation_batch_size", "reward_workers"):
+        if getattr(train, key) < 1:
+            raise err(f"{where}.{key}", f"must be >= 1, got {getattr(train, key)}")
+    if train.group_size < 2:
+        raise err(f"{where}.group_size", "must be >= 2 (advantages are normalised within a group)")
+    if train.temperature <= 0:
+        raise err(f"{where}.temperature", "must be > 0 (training samples from the policy)")
+    if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
+        raise err(f"{where}.learning_rate" if train.learning_rate <= 0 else f"{where}.reward_timeout_s", "must be > 0")
 
 
 def default_engine() -> str:

@@ -136,7 +136,7 @@ def run_one(session: Session, out: Path, variant_name: str | None, seed: int, ba
         if algo.options.beta > 0:
             ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
             ref_model.requires_grad_(False)
-        cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__})
+        cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__} | variant.train)
         trainer = Trainer(session.model, session.tokenizer, session.engine, algo, session.scorer(rewards, weights),
                           bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward)
         train = train_summary(trainer.train(), tr.steps)

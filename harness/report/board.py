@@ -15,8 +15,8 @@ from pathlib import Path
 from statistics import fmean
 
 from ..errors import UserError
-from .runs import DEFAULT_TARGET, WINDOW, Run, eval_metrics, group_runs
-from .stats import Interval, bootstrap_interval, paired_difference, t_interval
+from .runs import DEFAULT_MARGIN, DEFAULT_TARGET, WINDOW, Run, eval_metrics, group_runs
+from .stats import Interval, bootstrap_interval, paired_difference, t_interval, verdict
 
 
 # ---- per-run training numbers ---------------------------------------------------------------------
@@ -47,7 +47,8 @@ def _scores_by_seed(runs: list[Run], key: str, metric: str) -> dict[int, dict[st
     return None if any(v is None for v in by_seed.values()) else by_seed
 
 
-def eval_cell(runs: list[Run], ref: list[Run] | None, key: str, metric: str) -> dict | None:
+def eval_cell(runs: list[Run], ref: list[Run] | None, key: str, metric: str,
+              margin: float = DEFAULT_MARGIN) -> dict | None:
     """Mean with interval, and the difference to the reference runs (None: no delta), for one metric."""
     runs = [r for r in runs if metric in r.summary.get("eval", {}).get(key, {})]
     if not runs:
@@ -69,6 +70,8 @@ def eval_cell(runs: list[Run], ref: list[Run] | None, key: str, metric: str) -> 
             ref_mean = fmean(r.summary["eval"][key][metric] for r in ref)
             delta = Interval(mean.value - ref_mean, None, None, "difference", 0)
         cell["delta"] = delta.as_dict()
+        ref_per_seed = {r.seed: r.summary["eval"][key][metric] for r in ref}
+        cell["verdict"] = verdict(cell["per_seed"], ref_per_seed, margin)
     return cell
 
 
@@ -111,13 +114,14 @@ def provenance_summary(runs: list[Run], results_dir: Path) -> dict:
     }
 
 
-def variant_row(variant: str, runs: list[Run], ref: list[Run] | None, metrics: dict, target: float) -> dict:
+def variant_row(variant: str, runs: list[Run], ref: list[Run] | None, metrics: dict, target: float,
+                margin: float = DEFAULT_MARGIN) -> dict:
     algo = runs[0].summary.get("algorithm") or {}
     evals = [r.summary.get("eval", {}) for r in runs]
     return {
         "variant": variant, "algorithm": algo.get("algorithm", "-"), "options": algo.get("options", {}),
         "seeds": [r.seed for r in runs],
-        "eval": {key: {m: eval_cell(runs, ref, key, m) for m in ms} for key, ms in metrics.items()},
+        "eval": {key: {m: eval_cell(runs, ref, key, m, margin) for m in ms} for key, ms in metrics.items()},
         "eval_response_length": {key: fmean(e[key]["response_length_mean"] for e in evals if key in e)
                                  for key in metrics if any(key in e for e in evals)},
         "train": train_cell(runs, target),
@@ -134,9 +138,14 @@ def build_board(runs: list[Run], results_dir: Path, reference: str | None = None
                         f"(variants: {', '.join(groups)})")
     reference = reference or ("grpo" if "grpo" in groups else None)
     metrics = eval_metrics(runs)
-    rows = [variant_row(variant, vruns, None if variant == reference else groups.get(reference), metrics, target)
-            for variant, vruns in groups.items()]
+    prov = provenance_summary(runs, results_dir)
+    meta = (prov.get("config") or {}).get("suite", {})
+    margin = meta.get("equivalence_margin", DEFAULT_MARGIN)
+    rows = [variant_row(variant, vruns, None if variant == reference else groups.get(reference), metrics, target,
+                        margin) for variant, vruns in groups.items()]
+    control = meta.get("positive_control") or None
     return {"reference": reference, "target": target, "window": WINDOW, "metrics": metrics, "rows": rows,
-            "provenance": provenance_summary(runs, results_dir),
+            "margin": margin, "positive_control": control if control in groups else None,
+            "provenance": prov,
             "runs": [{"variant": r.variant, "seed": r.seed, "path": str(r.path.relative_to(results_dir))
                       if r.path.is_relative_to(results_dir) else str(r.path)} for r in runs]}

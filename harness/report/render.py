@@ -17,6 +17,13 @@ def fmt_interval(iv: dict | None, scale: float = 100.0, digits: int = 1, sign: b
     return text + ("†" if iv["method"] == "bootstrap" else "")
 
 
+def fmt_verdict(v: dict | None) -> str:
+    """``equivalent (4.1)``: the TOST/difference verdict with the minimum detectable difference in points."""
+    if not v:
+        return "-"
+    return f"{v['verdict']} ({v['mde'] * 100:.1f})" if v.get("mde") is not None else v["verdict"]
+
+
 def fmt_steps(s: dict) -> str:
     if not s["reached"]:
         return "not reached"
@@ -33,6 +40,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
             header.append(f"{key} {m} (%)")
             if ref and m == "pass@1":
                 header.append(f"{key} Δ{m} vs {ref} (pts)")
+                header.append(f"{key} vs {ref}: verdict at ±{board.get('margin', 0.03) * 100:g} pts (MDE₈₀)")
     header += ["train reward AUC", f"steps to train acc ≥ {board['target']:g}", "samples/run",
                "gen. tokens/run", "train wall s/run", "train resp. length"]
     rows = []
@@ -44,6 +52,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
                 cells.append(fmt_interval(cell["mean"]) if cell else "-")
                 if ref and m == "pass@1":
                     cells.append("ref" if row["variant"] == ref else fmt_interval(cell and cell["delta"], sign=True))
+                    cells.append("ref" if row["variant"] == ref else fmt_verdict(cell and cell.get("verdict")))
         t = row["train"]
         if t:
             cells += [fmt_interval(t["reward_auc"], 1.0, 3), fmt_steps(t["steps_to_target"]), f"{t['samples']:.0f}",
@@ -63,6 +72,23 @@ def notes(board: dict) -> list[str]:
     if ref:
         out.append(f"Δ: difference to `{ref}` in percentage points, paired bootstrap 95% interval over problems "
                    "(pairs by (seed, problem id); the base model is paired with every seed).")
+        m = board.get("margin", 0.03) * 100
+        out.append(f"Verdict vs `{ref}` (pass@1, from the per-seed paired differences, >= 2 seeds): `equivalent` "
+                   f"when the 90% t-interval of the mean difference lies inside ±{m:g} points (two one-sided tests "
+                   "at 5%); else `different` when the 95% t-interval excludes 0; else `undecided`. In brackets: "
+                   "the minimum detectable difference (points) of a two-sided paired t-test at 5% with 80% power, "
+                   "from the observed seed-to-seed spread of the differences.")
+        control = board.get("positive_control")
+        if control:
+            found = [r for r in board["rows"] if r["variant"] == control]
+            words = {v["verdict"] for c in (found[0]["eval"].values() if found else [])
+                     for cell in c.values() if cell and (v := cell.get("verdict"))}
+            if "different" in words:
+                out.append(f"Positive control `{control}` is separated from `{ref}`: the design can detect a "
+                           "difference of that size.")
+            else:
+                out.append(f"**Positive control `{control}` is NOT separated from `{ref}`: this design cannot tell "
+                           "that difference apart, so it cannot tell the other variants apart either.**")
     out.append(f"Train reward AUC: mean of the per-step mean reward (area under the reward curve / steps), "
                f"95% t interval over seeds. Steps to target: first step count where the {board['window']}-step "
                "trailing mean of train accuracy reaches the target (mean over seeds that reached it; "
@@ -99,6 +125,7 @@ def to_csv(board: dict) -> str:
         for m in ms:
             header += [f"{key} {m}{s}" for s in ("", " lo", " hi", " method")]
             header += [f"{key} {m} delta{s}" for s in ("", " lo", " hi", " method")]
+            header += [f"{key} {m} verdict", f"{key} {m} mde"]
     train_keys = ["steps", "samples", "generated_tokens", "train_wall_s", "response_length_mean"]
     header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys]
 
@@ -111,6 +138,8 @@ def to_csv(board: dict) -> str:
             for m in ms:
                 cell = row["eval"][key][m]
                 cells += iv(cell and cell["mean"]) + iv(cell and cell["delta"])
+                v = cell and cell.get("verdict")
+                cells += [v["verdict"], v["mde"]] if v else ["", ""]
         t = row["train"]
         if t:
             cells += iv(t["reward_auc"])[:3] + [t["steps_to_target"]["mean"], t["steps_to_target"]["reached"]]

@@ -13,6 +13,7 @@ from statistics import fmean
 from ..errors import UserError
 from ..io import read_jsonl
 
+DEFAULT_MARGIN = 0.03  # equivalence margin (3 points) unless the suite sets [suite] equivalence_margin
 DEFAULT_TARGET = 0.5  # train accuracy for "steps to target"
 WINDOW = 3  # trailing moving average of train accuracy, in steps
 IGNORED_KEYS = ("variants", "suite.seeds")  # what may differ between runs of one leaderboard

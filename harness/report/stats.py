@@ -8,6 +8,17 @@ a fixed RNG seed, so a table rebuilt from the same files is the same table.
 - :func:`paired_difference`: mean of x - y over (seed, problem id) pairs; resample *problems* with
   replacement (all seeds of a resampled problem go together), so seed-to-seed and problem-to-problem
   correlation are both respected.
+
+Decision statistics (the verdict columns), from the per-seed paired differences d_s = x_s - y_s
+(the same seed means the same prompt stream and test problems for both variants):
+
+- :func:`seed_difference`: mean of d_s with a Student-t interval over seeds (training noise and
+  test-set noise of each seed both sit in d_s);
+- :func:`min_detectable_difference`: the smallest true difference a paired two-sided t-test at
+  level alpha detects with the given power: (t_{1-alpha/2, n-1} + t_{power, n-1}) * sd(d) / sqrt(n);
+- :func:`verdict`: two one-sided tests (TOST) at margin m: "equivalent" when the (1 - 2 alpha)
+  t-interval of the mean difference lies inside (-m, +m); otherwise "different" when the
+  (1 - alpha) interval excludes 0; otherwise "undecided".
 """
 
 from __future__ import annotations
@@ -149,3 +160,55 @@ def paired_difference(x: dict[int, dict[str, float]], y: dict[int, dict[str, flo
     lo, hi = _percentiles(boot, level)
     return Interval(float(sums.sum() / counts.sum()), lo, hi, "paired-bootstrap", len(pids))
 
+
+
+def _paired_by_seed(x: dict[int, float], y: dict[int, float]) -> list[float]:
+    """d_s = x_s - y_s over the seeds both sides have (a one-seed side is paired with every seed)."""
+    if len(y) == 1 and len(x) > 1:
+        (only,) = y.values()
+        y = {s: only for s in x}
+    elif len(x) == 1 and len(y) > 1:
+        (only,) = x.values()
+        x = {s: only for s in y}
+    return [x[s] - y[s] for s in sorted(set(x) & set(y))]
+
+
+def seed_difference(x: dict[int, float], y: dict[int, float], level: float = 0.95) -> Interval | None:
+    """Mean over seeds of x_s - y_s with a Student-t interval; None with fewer than two paired seeds."""
+    diffs = _paired_by_seed(x, y)
+    if len(diffs) < 2:
+        return None
+    iv = t_interval(diffs, level)
+    iv.method = "seed-t"
+    return iv
+
+
+def min_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """Smallest |true difference| a two-sided paired t-test (level alpha, n seeds) detects with ``power``."""
+    if n < 2 or not math.isfinite(sd):
+        return None
+    return (t_quantile(1 - alpha / 2, n - 1) + t_quantile(power, n - 1)) * sd / math.sqrt(n)
+
+
+def verdict(x: dict[int, float], y: dict[int, float], margin: float, alpha: float = 0.05,
+            power: float = 0.8) -> dict | None:
+    """TOST equivalence at ``margin`` and a two-sided difference test on the per-seed differences.
+
+    Returns ``{"verdict", "margin", "mde", "tost_interval", "n"}`` or None with fewer than two seeds.
+    """
+    diffs = _paired_by_seed(x, y)
+    n = len(diffs)
+    if n < 2:
+        return None
+    sd = stdev(diffs)
+    mean = fmean(diffs)
+    tost = t_interval(diffs, 1 - 2 * alpha)
+    two_sided = t_interval(diffs, 1 - alpha)
+    if -margin < tost.lo and tost.hi < margin:
+        word = "equivalent"
+    elif two_sided.lo > 0 or two_sided.hi < 0:
+        word = "different"
+    else:
+        word = "undecided"
+    return {"verdict": word, "margin": margin, "mean": mean, "mde": min_detectable_difference(sd, n, alpha, power),
+            "tost_interval": [tost.lo, tost.hi], "n": n}
