@@ -32,8 +32,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_support(device: str = "cpu") -> str | None:
+    """Why bf16 matmuls are fast here (``"cuda"``, ``"amx_bf16"``, ``"avx512_bf16"``), or None."""
+    if device.startswith("cuda"):
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+        except Exception:
+            return None
+    flags = cpu_flags()
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
+
+
 def hardware() -> dict:
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform()}
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+            "bf16": bf16_support("cpu")}
     try:
         import torch
 

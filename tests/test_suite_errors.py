@@ -41,6 +41,8 @@ CASES = [
     ("variant train out of range", GOOD + 'train = { learning_rate = -1.0 }\n', "variants[0].train.learning_rate"),
     ("positive control not a variant", GOOD.replace('engine = "hf"', 'engine = "hf"\npositive_control = "x"'),
      "suite.positive_control"),
+    ("bf16 not a choice", GOOD.replace("steps = 1", 'steps = 1\nbf16_autocast = "maybe"'), "train.bf16_autocast"),
+    ("bf16 wrong type", GOOD.replace("steps = 1", 'steps = 1\nbf16_autocast = 1'), "train.bf16_autocast: expected bool or string"),
     ("margin out of range", GOOD.replace('engine = "hf"', 'engine = "hf"\nequivalence_margin = 3.0'),
      "suite.equivalence_margin"),
 ]
@@ -95,3 +97,17 @@ def test_variant_train_overrides_reach_the_trainer(tmp_path):
         state = torch.load(tmp_path / "r" / "ctl" / "runs" / name / "seed0" / "checkpoint" / "state.pt",
                            weights_only=False)
         assert state["optimizer"]["param_groups"][0]["lr"] == lr
+
+
+def test_bf16_auto_resolves_from_the_cpu_flags(tmp_path, monkeypatch):
+    from grpo_bench import provenance
+    from grpo_bench.config import load_suite
+    from grpo_bench.registry import default_registry
+
+    path = tmp_path / "auto.toml"
+    path.write_text(GOOD.replace('engine = "hf"', 'engine = "hf"\ndevice = "cpu"'))
+    for flags, expected in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2", "fma"}, False)):
+        monkeypatch.setattr(provenance, "cpu_flags", lambda flags=flags: set(flags))
+        assert load_suite(path, default_registry()).train.bf16_autocast is expected
+    path.write_text(GOOD.replace("steps = 1", "steps = 1\nbf16_autocast = false"))
+    assert load_suite(path, default_registry()).train.bf16_autocast is False

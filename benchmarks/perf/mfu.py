@@ -58,7 +58,7 @@ def main() -> None:
     bench = Arith("arith", (1, 2, 3))
     scorer = RewardScorer({"integer_answer": integer_answer})
     cfg = TrainConfig(steps=args.steps, prompts_per_step=8, group_size=8, max_new_tokens=args.max_new_tokens, mu=1,
-                      learning_rate=1e-6, checkpoint_every=0)
+                      learning_rate=1e-6, checkpoint_every=0, bf16_autocast=False)
     with tempfile.TemporaryDirectory() as tmp:
         rows = Trainer(model, tok, engine, GRPO(), scorer, bench, bench.problems("train"), cfg, 0, tmp).train()
     scorer.close()

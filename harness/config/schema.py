@@ -31,7 +31,10 @@ class TrainConfig:
     micro_batch_size: int = 8
     generation_batch_size: int = 64
     checkpoint_every: int = 10
-    bf16_autocast: bool = False  # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32
+    # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32. "auto" (the default)
+    # resolves at suite load to true where the device has fast bf16 (CUDA with bf16, or a CPU with
+    # amx_bf16 / avx512_bf16), else false; the resolved value is what every run records.
+    bf16_autocast: bool | str = "auto"
 
 
 @dataclass

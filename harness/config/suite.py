@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,14 @@ _TYPE_NAMES = {int: "int", float: "float", str: "string", bool: "bool", list: "a
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp) or tp
+    if origin in (types.UnionType, typing.Union):
+        for arm in typing.get_args(tp):
+            try:
+                return _check_type(value, arm, where)
+            except SuiteError:
+                continue
+        names = " or ".join(_TYPE_NAMES.get(a, str(a)) for a in typing.get_args(tp))
+        raise SuiteError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if origin is list:
@@ -104,6 +113,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.engine_options", str(exc)) from None
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
+    train.bf16_autocast = resolve_bf16(train.bf16_autocast, meta.device, err)
     check_train(train, err, "train")
     bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")
     if train.split not in bench.splits:
@@ -141,12 +151,29 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         except SuiteError as exc:
             raise SuiteError(f"{path}: {exc}") from None
         v.train = {k: getattr(overrides, k) for k in v.train}
+        if "bf16_autocast" in v.train:
+            v.train["bf16_autocast"] = resolve_bf16(v.train["bf16_autocast"], meta.device, err)
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
     if not 0 < meta.equivalence_margin < 1:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
         raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
     return Suite(path, meta, train, ev, variants)
+
+
+def resolve_bf16(value: bool | str, device: str, err) -> bool:
+    """``"auto"`` -> whether the run's device has fast bf16 (see :func:`grpo_bench.provenance.bf16_support`)."""
+    if isinstance(value, bool):
+        return value
+    if value != "auto":
+        raise err("train.bf16_autocast", f"expected true, false or \"auto\", got {value!r}")
+    import torch
+
+    from ..provenance import bf16_support
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return bf16_support(device) is not None
 
 
 def check_train(train: TrainSection, err, where: str) -> None:

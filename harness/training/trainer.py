@@ -20,6 +20,7 @@ from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
 from ..config.schema import TrainConfig
 from ..engine import RolloutEngine, SamplingConfig
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
+from ..provenance import bf16_support
 from ..scoring import RewardScorer
 from .policy import completion_logprobs, make_micro_batches
 
@@ -202,9 +203,12 @@ class Trainer:
         return row
 
     def _autocast(self):
-        if not self.cfg.bf16_autocast:
-            return contextlib.nullcontext()
         device = next(self.model.parameters()).device.type
+        enabled = self.cfg.bf16_autocast
+        if enabled == "auto":  # a TrainConfig built in Python; suites resolve "auto" at load
+            enabled = bf16_support(device) is not None
+        if not enabled:
+            return contextlib.nullcontext()
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     # ---- the loop ---------------------------------------------------------------------------
