@@ -165,6 +165,7 @@ class Trainer:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
+        t_sync = time.perf_counter()
         self.engine.sync_weights(self.model)
         t_train = time.perf_counter()
 
@@ -185,6 +186,7 @@ class Trainer:
             "loss": losses[-1],
             "grad_norm": grad_norms[-1],
             "gen_s": t_gen - t0, "score_s": t_score - t_gen, "train_s": t_train - t_score,
+            "sync_s": t_train - t_sync,  # engine weight sync (included in train_s)
             "step_s": t_train - t0,
         }
         if self.correctness_reward in scored.values:
