@@ -6,7 +6,6 @@ t quantiles used below (tables): t_{0.975,2} = 4.302653, t_{0.95,2} = 2.919986, 
 import math
 
 import pytest
-
 from grpo_bench.report.stats import min_detectable_difference, seed_difference, verdict
 
 X = {0: 0.5, 1: 0.6, 2: 0.7}

@@ -6,7 +6,8 @@ Both sides train the same suite's ``[train]`` configuration (default: the publis
 subprocess (model load and engine start-up are not timed; the first step is a warm-up and is not
 timed). Sides alternate for ``--repeats`` rounds.
 
-- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false``, as it was published);
+- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false`` and
+  ``share_prompt = false``, as it was published);
 - ``after``: the same suite with the new defaults (``--set`` style overrides listed in ``AFTER``).
 
 Printed: median samples/s, the per-phase split (generate, score, train, of which engine sync) in
@@ -26,7 +27,7 @@ import sys
 import tempfile
 
 #: what the new defaults change, as [train] overrides (the levers measured here)
-AFTER = {"bf16_autocast": "auto"}
+AFTER = {"bf16_autocast": "auto", "share_prompt": True}
 PHASES = ("gen_s", "score_s", "train_s", "sync_s")
 
 

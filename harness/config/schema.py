@@ -35,6 +35,9 @@ class TrainConfig:
     # resolves at suite load to true where the device has fast bf16 (CUDA with bf16, or a CPU with
     # amx_bf16 / avx512_bf16), else false; the resolved value is what every run records.
     bf16_autocast: bool | str = "auto"
+    # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
+    # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
+    share_prompt: bool = True
 
 
 @dataclass

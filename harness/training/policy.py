@@ -1,8 +1,18 @@
 """Teacher-forced log-probs of completions under a policy, batched without wasted lm-head work.
 
-A micro-batch is laid out as ``[left-padded prompt | right-padded completion]`` so every
-completion starts at the same column; only the completion positions go through the lm head
-(``logits_to_keep``). Returned tensors are ``[B, Tc]`` with a mask over real completion tokens.
+Two layouts, the same numbers (up to floating-point rounding):
+
+- full rows: a micro-batch is ``[left-padded prompt | right-padded completion]`` so every
+  completion starts at the same column; every row runs its own copy of the prompt;
+- shared prompt (``share_prompt``): the G completions of a group share one prompt. The distinct
+  prompts of a micro-batch run once (``[K, W]``, keeping their keys and values), the cache is
+  expanded to the B rows by index (a differentiable gather, so the gradient through the prompt's
+  keys and values is summed over the rows that use them, exactly as with B copies), and the
+  completions run on top of it. With G = 8 and 50-token prompts ahead of 30-token completions a
+  pass touches P + G*C = 290 tokens per group instead of G*(P + C) = 640.
+
+Only completion positions go through the lm head (``logits_to_keep``). Returned tensors are
+``[B, Tc]`` with a mask over real completion tokens.
 """
 
 from __future__ import annotations
@@ -13,17 +23,74 @@ import torch
 
 
 @dataclass
+class SharedPrompts:
+    """The distinct prompts of a shared-prompt micro-batch, and which one each row continues."""
+
+    input_ids: torch.Tensor  # [K, W] left-padded
+    attention_mask: torch.Tensor  # [K, W]
+    position_ids: torch.Tensor  # [K, W]
+    rows: torch.Tensor  # [B] index into the K prompts
+
+
+@dataclass
 class MicroBatch:
-    input_ids: torch.Tensor  # [B, W + Tc]
-    attention_mask: torch.Tensor  # [B, W + Tc]
-    position_ids: torch.Tensor  # [B, W + Tc]
+    input_ids: torch.Tensor  # [B, W + Tc] (full rows) or [B, Tc] (shared prompt: completions only)
+    attention_mask: torch.Tensor  # [B, W + Tc] in both layouts
+    position_ids: torch.Tensor  # [B, W + Tc] or [B, Tc]
     completion_mask: torch.Tensor  # [B, Tc] float
     indices: list[int]  # rows of the rollout batch
     width: int  # W, the prompt width
+    shared: SharedPrompts | None = None
 
     @property
     def num_tokens(self) -> int:
-        return int(self.attention_mask.sum())
+        """Tokens the model actually runs (each shared prompt once)."""
+        if self.shared is None:
+            return int(self.attention_mask.sum())
+        return int(self.shared.attention_mask.sum()) + int(self.completion_mask.sum())
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The completion tokens ``[B, Tc]``."""
+        return self.input_ids if self.shared is not None else self.input_ids[:, self.width:]
+
+
+def _left_pad(seqs: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, p in enumerate(seqs):
+        if p:
+            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attn[r, width - len(p):] = 1
+    return ids, attn
+
+
+def _right_pad(seqs: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, c in enumerate(seqs):
+        if c:
+            ids[r, :len(c)] = torch.tensor(c, dtype=torch.long)
+            attn[r, :len(c)] = 1
+    return ids, attn
+
+
+def build_shared_micro_batch(prompts: list[list[int]], completions: list[list[int]], indices: list[int],
+                             pad_id: int) -> MicroBatch:
+    """The shared-prompt layout: each distinct prompt once, completions on top of its cache."""
+    distinct: dict[tuple[int, ...], int] = {}
+    rows = [distinct.setdefault(tuple(prompts[i]), len(distinct)) for i in indices]
+    keys = [list(k) for k in distinct]
+    width = max(len(k) for k in keys)
+    tc = max(1, max(len(completions[i]) for i in indices))
+    p_ids, p_attn = _left_pad(keys, width, pad_id)
+    p_pos = (p_attn.cumsum(dim=1) - 1).clamp(min=0)
+    c_ids, c_attn = _right_pad([completions[i] for i in indices], tc, pad_id)
+    row_index = torch.tensor(rows, dtype=torch.long)
+    attn = torch.cat([p_attn[row_index], c_attn], dim=1)
+    c_pos = p_pos[row_index, -1:] + 1 + torch.arange(tc)
+    shared = SharedPrompts(p_ids, p_attn, p_pos, row_index)
+    return MicroBatch(c_ids, attn, c_pos, c_attn.float(), list(indices), width, shared)
 
 
 def build_micro_batch(prompts: list[list[int]], completions: list[list[int]], indices: list[int], pad_id: int) -> MicroBatch:
@@ -46,14 +113,23 @@ def build_micro_batch(prompts: list[list[int]], completions: list[list[int]], in
 
 
 def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int,
-                       rows: list[int] | None = None) -> list[MicroBatch]:
-    """``rows`` (default: all) sorted by total length, then chunked: little padding, deterministic order."""
+                       rows: list[int] | None = None, share_prompt: bool = False) -> list[MicroBatch]:
+    """``rows`` (default: all) in a deterministic order, chunked into micro-batches.
+
+    Full rows: sorted by total length (little padding). Shared prompt: grouped by prompt (in order
+    of first appearance), then by completion length, so a group's rows share micro-batches."""
     rows = range(len(completions)) if rows is None else rows
-    order = sorted(rows, key=lambda i: (len(prompts[i]) + len(completions[i]), i))
-    return [
-        build_micro_batch(prompts, completions, order[k:k + micro_batch_size], pad_id)
-        for k in range(0, len(order), micro_batch_size)
-    ]
+    if share_prompt:
+        first: dict[tuple[int, ...], int] = {}
+        for i in sorted(rows):
+            first.setdefault(tuple(prompts[i]), i)
+        order = sorted(rows, key=lambda i: (first[tuple(prompts[i])], len(completions[i]), i))
+        build = build_shared_micro_batch
+    else:
+        order = sorted(rows, key=lambda i: (len(prompts[i]) + len(completions[i]), i))
+        build = build_micro_batch
+    return [build(prompts, completions, order[k:k + micro_batch_size], pad_id)
+            for k in range(0, len(order), micro_batch_size)]
 
 
 def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, temperature: float = 1.0):
@@ -63,14 +139,26 @@ def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, tempe
     importance ratios compare like with like when the suite samples at a temperature other than 1."""
     device = next(model.parameters()).device
     tc = mb.completion_mask.shape[1]
-    out = model(
-        input_ids=mb.input_ids.to(device), attention_mask=mb.attention_mask.to(device),
-        position_ids=mb.position_ids.to(device), logits_to_keep=tc + 1, use_cache=False,
-    )
-    logits = out.logits[:, :-1].float()  # position W-1+t predicts completion token t
+    if mb.shared is None:
+        out = model(
+            input_ids=mb.input_ids.to(device), attention_mask=mb.attention_mask.to(device),
+            position_ids=mb.position_ids.to(device), logits_to_keep=tc + 1, use_cache=False,
+        )
+        logits = out.logits[:, :-1].float()  # position W-1+t predicts completion token t
+    else:
+        sp, rows = mb.shared, mb.shared.rows.to(device)
+        head = model(input_ids=sp.input_ids.to(device), attention_mask=sp.attention_mask.to(device),
+                     position_ids=sp.position_ids.to(device), use_cache=True, logits_to_keep=1)
+        cache = head.past_key_values
+        cache.batch_select_indices(rows)  # [K] -> [B] by index: gradients of shared rows add up
+        tail = model(input_ids=mb.input_ids.to(device), attention_mask=mb.attention_mask.to(device),
+                     position_ids=mb.position_ids.to(device), past_key_values=cache, use_cache=True,
+                     logits_to_keep=tc)
+        # the prompt's last position predicts completion token 0; completion position t predicts t+1
+        logits = torch.cat([head.logits[rows], tail.logits[:, :-1]], dim=1).float()
     if temperature != 1.0:
         logits = logits / temperature
-    targets = mb.input_ids[:, mb.width:].to(device)
+    targets = mb.targets.to(device)
     lse = torch.logsumexp(logits, dim=-1)
     logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
     entropy = None

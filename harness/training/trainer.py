@@ -114,9 +114,9 @@ class Trainer:
         trained = [i for i in range(len(flat)) if not skip or advantages[i] != 0]
         inert = sorted(set(range(len(flat))) - set(trained))
         pad = self.tokenizer.pad_token_id
-        mbs = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, trained)
+        mbs = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, trained, cfg.share_prompt)
         num_trained_mbs = len(mbs)
-        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert)
+        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt)
         n_total, stats, entropy_stats = len(flat), Stats(), Stats()
         params = [p for p in self.model.parameters() if p.requires_grad]
         old: list[torch.Tensor | None] = [None] * len(mbs)
