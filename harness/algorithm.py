@@ -4,12 +4,17 @@ Notation (as in docs/algorithms.md): a prompt's group holds G completions o_1..o
 r_i; ``mask`` m_{i,t} marks completion tokens; |o_i| = sum_t m_{i,t}; ``logp``, ``old_logp`` and
 ``ref_logp`` are per-token log-probs under the current, sampling and reference policies;
 N = completions in the whole rollout batch (the loss normaliser, so micro-batches add up exactly).
+
+The ideas the variants differ in are shared options, so any combination can be run and recorded:
+``advantage`` (how rewards become A), ``aggregation`` (how per-token terms become one loss), and for
+the ratio-based variants (:class:`ClippedRatio`) ``ratio_level``, ``clip``, ``eps_low``/``eps_high``,
+``dual_clip`` and ``max_log_ratio``. docs/algorithms.md has the formulas.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +32,11 @@ class PolicyBatch:
     advantages: torch.Tensor
     num_completions: int
     ref_logp: torch.Tensor | None = None
+    #: completion tokens in the whole (mini-)batch that N counts; the ``token_mean`` normaliser.
+    #: 0: not given, this batch's own mask sum is used (right when the batch is the whole batch).
+    num_tokens: int = 0
+    #: the run's generation budget (the ``constant`` normaliser); 0: the one given to :meth:`Algorithm.bind`
+    max_new_tokens: int = 0
 
 
 class Stats:
@@ -55,13 +65,47 @@ class Stats:
         return out | self._max
 
 
+ADVANTAGES = ("group", "group_mean", "length_corrected", "batch_std")
+AGGREGATIONS = ("seq_mean", "token_mean", "constant")
+RATIO_LEVELS = ("token", "trajectory", "sequence")
+CLIPS = ("two_sided", "upper_only", "none")
+
+
+def choice(default: str, choices: tuple[str, ...]) -> Any:
+    """A string option restricted to ``choices`` (checked by :func:`parse_options`)."""
+    return field(default=default, metadata={"choices": choices})
+
+
 @dataclass
 class Options:
     """Options every variant has. Subclasses add theirs; all are recorded in the run's config."""
 
     beta: float = 0.0  # weight of the per-token KL penalty to the reference model (loaded only if > 0)
-    delta: float = 1e-4  # added to the group std in the advantage denominator
-    std: str = "unbiased"  # group std: "unbiased" (divides by G-1, as torch.std and TRL) or "population" (G)
+    delta: float = 1e-4  # added to the std in the advantage denominator
+    std: str = choice("unbiased", ("unbiased", "population"))  # std divides by G-1 (torch.std, TRL) or G
+    #: group: (r - mean_G r)/(std_G r + delta); group_mean: r - mean_G r; length_corrected: group-normalised
+    #: r/|o| (TIC-GRPO); batch_std: (r - mean_G r)/(std over the whole batch of r + delta) (TRL scale_rewards="batch")
+    advantage: str = choice("group", ADVANTAGES)
+    #: seq_mean: (1/N) sum_i (1/|o_i|) sum_t (GRPO); token_mean: (1/sum_i |o_i|) sum_i sum_t over the whole
+    #: batch (DAPO, BNPO); constant: (1/(N L)) sum_i sum_t, L = the run's max_new_tokens (Dr.GRPO)
+    aggregation: str = choice("seq_mean", AGGREGATIONS)
+
+
+@dataclass
+class RatioOptions(Options):
+    """The options of a clipped importance-ratio surrogate (:class:`ClippedRatio`)."""
+
+    #: token: rho_{i,t} = exp(logp - old); trajectory: w_i = exp(sum_t (logp - old)) (TIC-GRPO);
+    #: sequence: s_i = exp((1/|o_i|) sum_t (logp - old)) (GSPO's geometric mean)
+    ratio_level: str = choice("token", RATIO_LEVELS)
+    #: two_sided: clip(r, 1 - eps_low, 1 + eps_high); upper_only: min(r, 1 + eps_high); none: r
+    clip: str = choice("two_sided", CLIPS)
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    #: 0: a negative advantage with a large ratio is unbounded (PPO's min); c > 1: dual clip, S >= c A for A < 0
+    dual_clip: float = 0.0
+    #: overflow guard: log-ratios above this are clamped before exp (no gradient through them)
+    max_log_ratio: float = 20.0
 
 
 class Algorithm:
@@ -77,10 +121,24 @@ class Algorithm:
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.Options, options, where=self.name)
+        self.group_size = 0
+        self.max_new_tokens = 0
+
+    def bind(self, *, group_size: int, max_new_tokens: int) -> "Algorithm":
+        """The run's settings an algorithm may need (the trainer calls this; no option repeats them)."""
+        self.group_size, self.max_new_tokens = int(group_size), int(max_new_tokens)
+        return self
 
     def advantages(self, rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[P, G]`` rewards (and completion lengths) -> ``[P, G]`` advantages."""
-        return group_normalize(rewards, self.options.delta, self.options.std)
+        """``[P, G]`` rewards (and completion lengths) -> ``[P, G]`` advantages, per ``options.advantage``."""
+        o = self.options
+        return compute_advantages(rewards, lengths, getattr(o, "advantage", "group"), o.delta, o.std)
+
+    def aggregate(self, per_token: torch.Tensor, batch: PolicyBatch) -> torch.Tensor:
+        """Sum of the per-token terms ``[B, T]`` (or per-sequence ``[B]``, spread over each sequence's
+        tokens) divided per ``options.aggregation``."""
+        budget = batch.max_new_tokens or self.max_new_tokens
+        return aggregate(per_token, batch, getattr(self.options, "aggregation", "seq_mean"), budget)
 
     def loss(self, batch: PolicyBatch, stats: Stats) -> torch.Tensor:
         raise NotImplementedError
@@ -101,9 +159,117 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
         elif not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise UserError(f"{where}: option {key!r} must be {expected.__name__}, got {type(value).__name__} {value!r}")
     opts = cls(**given)
-    if opts.std not in ("unbiased", "population"):
-        raise UserError(f"{where}: option 'std' must be 'unbiased' or 'population', got {opts.std!r}")
+    for f in dataclasses.fields(cls):
+        allowed = f.metadata.get("choices")
+        if allowed and getattr(opts, f.name) not in allowed:
+            raise UserError(f"{where}: option {f.name!r} must be one of {', '.join(allowed)}; got {getattr(opts, f.name)!r}")
     return opts
+
+
+def compute_advantages(rewards: torch.Tensor, lengths: torch.Tensor, how: str, delta: float,
+                       std: str = "unbiased") -> torch.Tensor:
+    """``[P, G]`` rewards -> advantages (see :class:`Options` ``advantage``)."""
+    if how == "group":
+        return group_normalize(rewards, delta, std)
+    if how == "length_corrected":
+        return group_normalize(rewards / lengths.clamp(min=1), delta, std)
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if how == "group_mean":
+        return centred
+    if how == "batch_std":
+        if rewards.numel() < 2:
+            return centred * 0
+        return centred / (rewards.std(correction=1 if std == "unbiased" else 0) + delta)
+    raise UserError(f"unknown advantage {how!r} (known: {', '.join(ADVANTAGES)})")
+
+
+def aggregate(x: torch.Tensor, batch: PolicyBatch, how: str, max_new_tokens: int = 0) -> torch.Tensor:
+    """sum_i sum_t m_{i,t} x_{i,t} over a micro-batch with the normaliser of ``how``:
+    seq_mean (1/N) sum_i (1/|o_i|); token_mean 1/(tokens in the batch); constant 1/(N max_new_tokens).
+    A per-sequence ``x`` ``[B]`` counts as that value on each of the sequence's tokens."""
+    mask = batch.mask
+    if x.dim() == 1:
+        x = x.unsqueeze(1).expand_as(mask)
+    if how == "seq_mean":
+        return seq_mean(x, mask).sum() / batch.num_completions
+    total = (x * mask).sum()
+    if how == "token_mean":
+        return total / max(batch.num_tokens or float(mask.sum()), 1.0)
+    if how == "constant":
+        if max_new_tokens < 1:
+            raise UserError("aggregation 'constant' needs the generation budget: set PolicyBatch.max_new_tokens "
+                            "or call Algorithm.bind(group_size=..., max_new_tokens=...)")
+        return total / (batch.num_completions * max_new_tokens)
+    raise UserError(f"unknown aggregation {how!r} (known: {', '.join(AGGREGATIONS)})")
+
+
+def level_log_ratio(log_ratio: torch.Tensor, mask: torch.Tensor, level: str) -> torch.Tensor:
+    """Token log-ratios ``[B, T]`` -> ``[B, T]`` (token), or ``[B]``: the sum (trajectory) or the mean (sequence)."""
+    if level == "token":
+        return log_ratio
+    if level == "trajectory":
+        return (log_ratio * mask).sum(dim=1)
+    if level == "sequence":
+        return seq_mean(log_ratio, mask)
+    raise UserError(f"unknown ratio level {level!r} (known: {', '.join(RATIO_LEVELS)})")
+
+
+def capped_ratio(log_r: torch.Tensor, max_log_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """exp(min(log r, max_log_ratio)) and where the cap bit (no gradient flows there)."""
+    return torch.exp(torch.clamp(log_r, max=max_log_ratio)), log_r > max_log_ratio
+
+
+def clip_ratio(ratio: torch.Tensor, clip: str, eps_low: float, eps_high: float) -> torch.Tensor:
+    """two_sided clip(r, 1-eps_low, 1+eps_high); upper_only min(r, 1+eps_high); none r."""
+    if clip == "two_sided":
+        return torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
+    if clip == "upper_only":
+        return torch.clamp(ratio, max=1 + eps_high)
+    return ratio
+
+
+def check_ratio_options(where: str, o: RatioOptions) -> None:
+    check_nonnegative(where, eps_low=o.eps_low, eps_high=o.eps_high, beta=o.beta, max_log_ratio=o.max_log_ratio)
+    if o.dual_clip != 0 and o.dual_clip <= 1:
+        raise UserError(f"{where}: option 'dual_clip' must be 0 (off) or > 1, got {o.dual_clip}")
+
+
+class ClippedRatio(Algorithm):
+    """The PPO-style clipped surrogate at any ratio level, clip form and aggregation::
+
+        r      = exp(level(logp - old))                       token / trajectory (sum) / sequence (mean)
+        S      = min(r A, clip(r) A)                          clip = two_sided | upper_only | none (S = r A)
+        S      = max(S, c A)   where A < 0                    only when dual_clip = c > 1
+        loss   = -aggregate(S) + beta * aggregate(KL)
+
+    Subclasses are the named variants: they set ``name``, defaults in ``Options``, and the formula."""
+
+    Options: ClassVar[type] = RatioOptions
+    zero_advantage_is_inert = True  # every term is multiplied by A_i
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_ratio_options(self.name, self.options)
+
+    def loss(self, batch: PolicyBatch, stats: Stats) -> torch.Tensor:
+        o = self.options
+        log_ratio = batch.logp - batch.old_logp
+        token_ratio_stats(log_ratio, batch.mask, stats)
+        ratio, capped = capped_ratio(level_log_ratio(log_ratio, batch.mask, o.ratio_level), o.max_log_ratio)
+        adv = batch.advantages if ratio.dim() == 1 else batch.advantages.unsqueeze(1)
+        weights = batch.mask if ratio.dim() == 2 else None
+        unclipped = ratio * adv
+        surrogate = torch.minimum(unclipped, clip_ratio(ratio, o.clip, o.eps_low, o.eps_high) * adv)
+        stats.mean("clip_frac", (surrogate < unclipped).double(), weights)
+        if o.dual_clip > 0:
+            floor = o.dual_clip * adv
+            cut = (adv < 0) & (floor > surrogate)
+            stats.mean("dual_clip_frac", cut.double(), weights)
+            surrogate = torch.where(cut, floor.expand_as(surrogate), surrogate)
+        stats.mean("ratio_capped_frac", capped.double(), weights)
+        if o.ratio_level == "sequence":
+            stats.mean("ratio_seq_mean", ratio.detach())
+        return -self.aggregate(surrogate, batch) + o.beta * kl_penalty(batch, stats, self)
 
 
 def group_normalize(scores: torch.Tensor, delta: float, std: str = "unbiased") -> torch.Tensor:
@@ -118,14 +284,17 @@ def seq_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
-def kl_penalty(batch: PolicyBatch, stats: Stats) -> torch.Tensor:
-    """(1/N) sum_i (1/|o_i|) sum_t m (exp(ref - logp) - (ref - logp) - 1); 0 without a reference."""
+def kl_penalty(batch: PolicyBatch, stats: Stats, algorithm: "Algorithm | None" = None) -> torch.Tensor:
+    """k3 = exp(ref - logp) - (ref - logp) - 1 per token, aggregated as the algorithm's policy term
+    (default (1/N) sum_i (1/|o_i|) sum_t m k3); 0 without a reference."""
     if batch.ref_logp is None:
         return batch.logp.new_zeros(())
     d = batch.ref_logp - batch.logp
     per_token = torch.exp(d) - d - 1
     stats.mean("kl", per_token, batch.mask)
-    return seq_mean(per_token, batch.mask).sum() / batch.num_completions
+    if algorithm is None:
+        return seq_mean(per_token, batch.mask).sum() / batch.num_completions
+    return algorithm.aggregate(per_token, batch)
 
 
 def token_ratio_stats(log_ratio: torch.Tensor, mask: torch.Tensor, stats: Stats) -> None:

@@ -131,7 +131,7 @@ def test_tic_length_corrected_advantages_by_hand():
     sd = math.sqrt(0.171875 / 3)
     a = TICGRPO().advantages(r, lengths)
     assert a[0].tolist() == pytest.approx([d / (sd + 1e-4) for d in (0.3125, 0.0625, -0.1875, -0.1875)])
-    plain = TICGRPO(length_corrected=False).advantages(r, lengths)
+    plain = TICGRPO(advantage="group").advantages(r, lengths)
     assert plain[0].tolist() == pytest.approx(GRPO().advantages(r, lengths)[0].tolist())
 
 
@@ -141,7 +141,7 @@ def test_tic_one_token_equals_token_grpo_with_upper_only_clip():
     g = torch.Generator().manual_seed(0)
     rewards = torch.rand(3, 4, generator=g, dtype=D)
     lengths = torch.ones(3, 4, dtype=D)
-    tic, grpo = TICGRPO(length_corrected=False, eps_high=0.25), GRPO(eps_low=1.0, eps_high=0.25)
+    tic, grpo = TICGRPO(advantage="group", eps_high=0.25), GRPO(eps_low=1.0, eps_high=0.25)
     adv = tic.advantages(rewards, lengths).reshape(-1)
     assert torch.allclose(adv, grpo.advantages(rewards, lengths).reshape(-1))
     lr = (torch.rand(12, 1, generator=g, dtype=D) - 0.5) * 1.5
@@ -160,7 +160,7 @@ def test_unknown_and_mistyped_options_are_rejected():
 
     with pytest.raises(UserError, match="unknown option 'eps'"):
         GRPO(eps=0.1)
-    with pytest.raises(UserError, match="must be bool"):
-        TICGRPO(length_corrected="yes")
+    with pytest.raises(UserError, match="must be str"):
+        TICGRPO(clip=True)
     with pytest.raises(UserError, match="'std'"):
         GRPO(std="sample")

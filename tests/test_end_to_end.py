@@ -29,7 +29,7 @@ def test_tiny_suite_end_to_end(tmp_path):
         assert f"| {name} |" in md
     assert (res / "leaderboard.csv").read_text().count("\n") == 5
     summary = json.loads((res / "runs" / "tic_grpo" / "seed0" / "summary.json").read_text())
-    assert summary["algorithm"]["options"]["length_corrected"] is True
+    assert summary["algorithm"]["options"]["advantage"] == "length_corrected"
     assert summary["provenance"]["versions"]["torch"]
     assert summary["benchmarks"]["arith"]["prompt_template"].startswith("What is {question}?")
     assert set(summary["eval"]) == {"arith-test", "gsm8k-test"}
