@@ -169,6 +169,8 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
 def compute_advantages(rewards: torch.Tensor, lengths: torch.Tensor, how: str, delta: float,
                        std: str = "unbiased") -> torch.Tensor:
     """``[P, G]`` rewards -> advantages (see :class:`Options` ``advantage``)."""
+    if rewards.numel() == 0:  # dynamic sampling may leave no group
+        return rewards.clone()
     if how == "group":
         return group_normalize(rewards, delta, std)
     if how == "length_corrected":

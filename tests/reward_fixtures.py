@@ -35,3 +35,13 @@ def exits_process(prompts, completions, **kwargs):
 
 def echo_answer_column(prompts, completions, answer, **kwargs):
     return [float(a) for a in answer]
+
+
+def odd_prompts_only(prompts, completions, **kwargs):
+    """Informative only for prompts of odd length (there: the completion's length parity); else always 0,
+    so those groups have identical rewards (what dynamic sampling drops)."""
+    return [float(len(c) % 2) if len(p) % 2 else 0.0 for p, c in zip(prompts, completions)]
+
+
+def always_zero(prompts, completions, **kwargs):
+    return [0.0 for _ in completions]

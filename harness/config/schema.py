@@ -38,6 +38,19 @@ class TrainConfig:
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True
+    # the mu passes over the batch: 1 = the whole batch per optimizer step; k > 1 = k shuffled mini-batches,
+    # one optimizer step each (mu * k steps per rollout batch), each loss normalised over its mini-batch
+    mini_batches: int = 1
+    # DAPO's dynamic sampling: "off"; "drop" = groups whose rewards are all equal leave the batch (and its
+    # normalisers); "refill" = drop, then draw further prompts until prompts_per_step informative groups
+    # or max_draws draws (the first included)
+    dynamic_sampling: str = "off"
+    max_draws: int = 3
+    # DAPO's overlong reward shaping: the last overlong_buffer tokens of max_new_tokens ramp the reward
+    # down to -overlong_penalty (0 = off); overlong_filter: truncated completions are left out of the loss
+    overlong_buffer: int = 0
+    overlong_penalty: float = 1.0
+    overlong_filter: bool = False
 
 
 @dataclass

@@ -188,6 +188,22 @@ def check_train(train: TrainSection, err, where: str) -> None:
         raise err(f"{where}.temperature", "must be > 0 (training samples from the policy)")
     if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
         raise err(f"{where}.learning_rate" if train.learning_rate <= 0 else f"{where}.reward_timeout_s", "must be > 0")
+    check_batch_options(train, err, where)
+
+
+def check_batch_options(train: TrainConfig, err, where: str) -> None:
+    """Mini-batches, dynamic sampling and overlong shaping (docs/algorithms.md, "Trainer options")."""
+    batch = train.prompts_per_step * train.group_size
+    if not 1 <= train.mini_batches <= batch:
+        raise err(f"{where}.mini_batches", f"must be between 1 and prompts_per_step * group_size = {batch}, got {train.mini_batches}")
+    if train.dynamic_sampling not in ("off", "drop", "refill"):
+        raise err(f"{where}.dynamic_sampling", f"expected \"off\", \"drop\" or \"refill\", got {train.dynamic_sampling!r}")
+    if train.max_draws < 1:
+        raise err(f"{where}.max_draws", f"must be >= 1, got {train.max_draws}")
+    if not 0 <= train.overlong_buffer <= train.max_new_tokens:
+        raise err(f"{where}.overlong_buffer", f"must be between 0 (off) and max_new_tokens = {train.max_new_tokens}, got {train.overlong_buffer}")
+    if train.overlong_penalty < 0:
+        raise err(f"{where}.overlong_penalty", f"must be >= 0, got {train.overlong_penalty}")
 
 
 def default_engine() -> str:

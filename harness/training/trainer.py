@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +42,63 @@ def sampling_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919) % (2**31 - 1)
 
 
+def draw_seed(seed: int, step: int, draw: int) -> int:
+    """The sampling seed of a step's draw (draw 0: the step's own seed; dynamic sampling's extra draws differ)."""
+    return (sampling_seed(seed, step) + draw * 104_729) % (2**31 - 1)
+
+
+def reserve_order(num_problems: int, seed: int) -> list[int]:
+    """The second prompt stream that dynamic sampling's extra draws come from: a function of the seed only."""
+    order = list(range(num_problems))
+    random.Random(f"reserve:{seed}").shuffle(order)
+    return order
+
+
+def overlong_shaping(lengths: list[int], cfg: TrainConfig) -> list[float]:
+    """DAPO's soft overlong punishment: 0 up to L - B tokens, then falling linearly to -penalty at the budget
+    L = max_new_tokens (B = overlong_buffer; 0 turns it off)."""
+    if cfg.overlong_buffer <= 0:
+        return [0.0] * len(lengths)
+    start = cfg.max_new_tokens - cfg.overlong_buffer
+    return [-cfg.overlong_penalty * max(0, n - start) / cfg.overlong_buffer for n in lengths]
+
+
+def mini_batch_parts(rows: list[int], k: int, seed: int) -> list[list[int]]:
+    """``rows`` in k mini-batches of near-equal size: as given when k = 1, else shuffled (seeded by the
+    step) and cut in k; the same partition and order serve all mu passes (as verl and TRL)."""
+    if k <= 1 or len(rows) <= 1:
+        return [list(rows)]
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    k = min(k, len(rows))
+    size, extra = divmod(len(rows), k)
+    parts, start = [], 0
+    for j in range(k):
+        end = start + size + (j < extra)
+        parts.append(rows[start:end])
+        start = end
+    return parts
+
+
+@dataclass
+class Rollout:
+    """One step's training batch (the kept groups) and what was drawn to get it."""
+
+    problems: list = field(default_factory=list)  # the groups that train, in order
+    flat: list = field(default_factory=list)  # (problem, completion) per row
+    rewards: torch.Tensor | None = None  # [P, G] training rewards, overlong shaping included
+    shaping: list = field(default_factory=list)  # per row of flat
+    first: list = field(default_factory=list)  # draw 0's (problem, completion): the stream every variant sees
+    first_scored: object = None
+    draws: int = 0
+    groups_drawn: int = 0
+    groups_dropped: int = 0  # all rewards equal (dynamic sampling)
+    groups_surplus: int = 0  # informative but beyond prompts_per_step
+    gen_s: float = 0.0
+    score_s: float = 0.0
+    generated_tokens: int = 0
+
+
 class Trainer:
     def __init__(self, model, tokenizer, engine: RolloutEngine, algorithm: Algorithm, scorer: RewardScorer,
                  benchmark: Benchmark, problems: list[Problem], cfg: TrainConfig, seed: int, run_dir: Path,
@@ -55,6 +113,8 @@ class Trainer:
         if not self.problems:
             raise ValueError(f"no training prompt fits max_prompt_tokens={cfg.max_prompt_tokens}")
         self.order = prompt_order(len(self.problems), seed)
+        self.reserve = reserve_order(len(self.problems), seed)
+        algorithm.bind(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens)
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
             betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
@@ -88,110 +148,188 @@ class Trainer:
         write_jsonl(self.metrics_path, [r for r in read_jsonl(self.metrics_path) if r["step"] < self.start_step])
         return self.start_step
 
+    def draw_problems(self, step: int, draw: int) -> list[Problem]:
+        """Draw 0 is the prompt stream every variant sees; under ``dynamic_sampling = "refill"`` draw r > 0
+        comes from a second seeded stream, at a place fixed by (step, r): also the same for every variant."""
+        per_step = self.cfg.prompts_per_step
+        if draw == 0:
+            return step_problems(self.problems, self.order, step, per_step)
+        return step_problems(self.problems, self.reserve, step * (self.cfg.max_draws - 1) + draw - 1, per_step)
+
+    def collect(self, step: int) -> Rollout:
+        """Generate and score groups; with dynamic sampling, drop the groups whose (shaped) rewards are all
+        equal and, under "refill", draw more prompts until ``prompts_per_step`` informative groups or
+        ``max_draws`` draws."""
+        cfg, G = self.cfg, self.cfg.group_size
+        draws = cfg.max_draws if cfg.dynamic_sampling == "refill" else 1
+        kept: list[tuple[Problem, list, torch.Tensor]] = []
+        ro = Rollout()
+        for draw in range(draws):
+            problems = self.draw_problems(step, draw)
+            t0 = time.perf_counter()
+            groups = self.engine.generate([self.prompt_ids[p.id] for p in problems], SamplingConfig(
+                cfg.max_new_tokens, cfg.temperature, G, draw_seed(self.seed, step, draw), cfg.generation_batch_size))
+            t1 = time.perf_counter()
+            flat = [(p, c) for p, group in zip(problems, groups) for c in group]
+            scored = self.scorer.score([p.prompt for p, _ in flat], [c.text for _, c in flat],
+                                       reward_columns([p for p, _ in flat]))
+            ro.gen_s += t1 - t0
+            ro.score_s += time.perf_counter() - t1
+            ro.generated_tokens += sum(len(c.token_ids) for _, c in flat)
+            if scored.problems:
+                append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "draw": draw, "problems": scored.problems})
+            shaping = overlong_shaping([len(c.token_ids) for _, c in flat], cfg)
+            totals = (torch.tensor(scored.totals, dtype=torch.float64) + torch.tensor(shaping, dtype=torch.float64))
+            totals = totals.view(len(problems), G)
+            if draw == 0:
+                ro.first, ro.first_scored = flat, scored
+            for j, p in enumerate(problems):
+                ro.groups_drawn += 1
+                if cfg.dynamic_sampling != "off" and bool((totals[j] == totals[j, 0]).all()):
+                    ro.groups_dropped += 1
+                    continue
+                kept.append((p, groups[j], totals[j]))
+            ro.draws = draw + 1
+            if len(kept) >= cfg.prompts_per_step:
+                break
+        ro.groups_surplus = max(0, len(kept) - cfg.prompts_per_step)
+        kept = kept[:cfg.prompts_per_step]
+        ro.problems = [p for p, _, _ in kept]
+        ro.flat = [(p, c) for p, group, _ in kept for c in group]
+        ro.rewards = torch.stack([t for _, _, t in kept]) if kept else torch.zeros(0, G, dtype=torch.float64)
+        ro.shaping = overlong_shaping([len(c.token_ids) for _, c in ro.flat], cfg)
+        return ro
+
     # ---- one step ---------------------------------------------------------------------------
     def step(self, step: int) -> dict:
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
-        problems = step_problems(self.problems, self.order, step, cfg.prompts_per_step)
-        prompt_ids = [self.prompt_ids[p.id] for p in problems]
-        groups = self.engine.generate(prompt_ids, SamplingConfig(
-            cfg.max_new_tokens, cfg.temperature, G, sampling_seed(self.seed, step), cfg.generation_batch_size))
-        t_gen = time.perf_counter()
-
-        flat = [(p, c) for p, group in zip(problems, groups) for c in group]
-        columns = reward_columns([p for p, _ in flat])
-        scored = self.scorer.score([p.prompt for p, _ in flat], [c.text for _, c in flat], columns)
+        ro = self.collect(step)
+        flat, n_total = ro.flat, len(ro.flat)
         t_score = time.perf_counter()
 
-        rewards = torch.tensor(scored.totals, dtype=torch.float64).view(len(problems), G)
-        lengths = torch.tensor([max(1, len(c.token_ids)) for _, c in flat], dtype=torch.float64).view(len(problems), G)
-        advantages = self.algorithm.advantages(rewards, lengths).reshape(-1).float()
+        lengths = torch.tensor([max(1, len(c.token_ids)) for _, c in flat], dtype=torch.float64).view(-1, G)
+        advantages = self.algorithm.advantages(ro.rewards, lengths).reshape(-1).float()
 
         seq_prompts = [self.prompt_ids[p.id] for p, _ in flat]
         seq_completions = [c.token_ids for _, c in flat]
+        # overlong filtering: truncated completions leave the loss (and its normalisers) altogether
+        in_loss = [i for i in range(n_total) if not (cfg.overlong_filter and not flat[i][1].finished)]
         # rows that cannot move the policy (A = 0 under an inert algorithm, no KL) skip the backward passes
         skip = self.algorithm.zero_advantage_is_inert and self.ref_model is None
-        trained = [i for i in range(len(flat)) if not skip or advantages[i] != 0]
-        inert = sorted(set(range(len(flat))) - set(trained))
+        trained = [i for i in in_loss if not skip or advantages[i] != 0]
+        trained_set = set(trained)
+        inert = sorted(set(range(n_total)) - trained_set)
+        parts = mini_batch_parts(in_loss, cfg.mini_batches, sampling_seed(self.seed, step))
+        # per mini-batch: its completions N_j and their tokens (the loss normalisers), its micro-batches
+        norms = [(len(part), sum(len(seq_completions[i]) for i in part)) for part in parts]
         pad = self.tokenizer.pad_token_id
-        mbs = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, trained, cfg.share_prompt)
+        mbs, part_mbs = [], []
+        for part in parts:
+            new = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad,
+                                     [i for i in part if i in trained_set], cfg.share_prompt)
+            part_mbs.append(range(len(mbs), len(mbs) + len(new)))
+            mbs += new
         num_trained_mbs = len(mbs)
         mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt)
-        n_total, stats, entropy_stats = len(flat), Stats(), Stats()
+        stats, entropy_stats = Stats(), Stats()
         params = [p for p in self.model.parameters() if p.requires_grad]
+        reuse = self.algorithm.reuse_gradient
+        # the first-pass trick below needs theta = theta_old at each micro-batch's first forward; with
+        # several mini-batches and fresh gradients, earlier mini-batches have moved theta: compute old up front
+        upfront = len(parts) > 1 and not reuse
         old: list[torch.Tensor | None] = [None] * len(mbs)
         ref: list[torch.Tensor | None] = [None] * len(mbs)
         with torch.no_grad(), self._autocast():
             for k, mb in enumerate(mbs):
-                if k >= num_trained_mbs:  # rows that are not trained: log-probs only for the statistics
+                if k >= num_trained_mbs or upfront:  # not trained / moved before use: log-probs at theta_old now
                     old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
                     entropy_stats.mean("entropy", ent, mb.completion_mask.to(ent.device))
-                elif self.ref_model is not None:
+                if k < num_trained_mbs and self.ref_model is not None:
                     ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
 
-        def accumulate_gradient(first: bool) -> float:
-            """One pass of forward + backward over the trained micro-batches. In the first pass the
-            parameters are still theta_old, so its log-probs, detached, are the old log-probs: the
+        def accumulate_gradient(j: int, first: bool) -> float:
+            """One pass of forward + backward over mini-batch j's trained micro-batches. In the first pass
+            the parameters are still theta_old, so its log-probs, detached, are the old log-probs: the
             no-grad forward that would compute them again is never run."""
             for p in params:  # zero gradients everywhere: rows with A = 0 still make an exact AdamW step
                 p.grad = torch.zeros_like(p)
             total = 0.0
-            for k, mb in enumerate(mbs[:num_trained_mbs]):
+            n_j, tokens_j = norms[j]
+            for k in part_mbs[j]:
+                mb = mbs[k]
                 with self._autocast():
                     logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
                 mask, adv = mb.completion_mask.to(logp.device), advantages[mb.indices].to(logp.device)
                 if first:
                     old[k] = logp.detach()
                     entropy_stats.mean("entropy", ent, mask)
-                batch = PolicyBatch(logp, old[k], mask, adv, n_total, ref[k])
+                batch = PolicyBatch(logp, old[k], mask, adv, n_j, ref[k], num_tokens=tokens_j,
+                                    max_new_tokens=cfg.max_new_tokens)
                 loss = self.algorithm.loss(batch, stats)
                 loss.backward()
                 total += float(loss.detach())
             return total
 
         losses, grad_norms = [], []
-        if self.algorithm.reuse_gradient:
-            losses.append(accumulate_gradient(first=True))
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-            fixed = [p.grad.clone() for p in params]
+        if reuse:  # each mini-batch's gradient at theta_old, computed once (before any step), applied mu times
+            fixed = []
+            for j in range(len(parts)):
+                losses.append(accumulate_gradient(j, first=True))
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+                fixed.append([p.grad.clone() for p in params])
             for _ in range(cfg.mu):
-                for p, g in zip(params, fixed):
-                    p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
-                self.optimizer.step()
+                for g_j in fixed:
+                    for p, g in zip(params, g_j):
+                        p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
+                    self.optimizer.step()
         else:
             for inner in range(cfg.mu):
-                losses.append(accumulate_gradient(first=inner == 0))
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-                self.optimizer.step()
+                for j in range(len(parts)):
+                    losses.append(accumulate_gradient(j, first=inner == 0 and not upfront))
+                    grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+                    self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
         t_sync = time.perf_counter()
         self.engine.sync_weights(self.model)
         t_train = time.perf_counter()
 
-        gen_tokens = sum(len(c.token_ids) for _, c in flat)
+        # generation and reward statistics describe draw 0: the prompt stream every variant sees
+        first, scored, n_first = ro.first, ro.first_scored, len(ro.first)
+        first_rewards = torch.tensor(scored.totals, dtype=torch.float64)
         row = {
             "step": step,
-            "problem_ids": [p.id for p in problems],
-            "reward_mean": float(rewards.mean()),
-            "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
-            "response_length_mean": gen_tokens / n_total,
-            "response_length_max": max(len(c.token_ids) for _, c in flat),
-            "truncated_frac": sum(not c.finished for _, c in flat) / n_total,
+            "problem_ids": [p.id for p, _ in first[::G]],
+            "reward_mean": float(first_rewards.mean()),
+            "reward_std": float(first_rewards.std()) if first_rewards.numel() > 1 else 0.0,
+            "response_length_mean": sum(len(c.token_ids) for _, c in first) / n_first,
+            "response_length_max": max(len(c.token_ids) for _, c in first),
+            "truncated_frac": sum(not c.finished for _, c in first) / n_first,
             "samples": n_total,
-            "generated_tokens": gen_tokens,
-            "gen_tokens_per_s": gen_tokens / max(t_gen - t0, 1e-9),
-            "trained_frac": len(trained) / n_total,
+            "generated_tokens": ro.generated_tokens,
+            "gen_tokens_per_s": ro.generated_tokens / max(ro.gen_s, 1e-9),
+            "trained_frac": len(trained) / max(n_total, 1),
             "train_tokens_per_s": cfg.mu * sum(mb.num_tokens for mb in mbs[:num_trained_mbs]) / max(t_train - t_score, 1e-9),
-            "loss": losses[-1],
+            "loss": sum(losses[-len(parts):]) / len(parts),  # mean over the last pass's mini-batches
             "grad_norm": grad_norms[-1],
-            "gen_s": t_gen - t0, "score_s": t_score - t_gen, "train_s": t_train - t_score,
+            "gen_s": ro.gen_s, "score_s": ro.score_s, "train_s": t_train - t_score,
             "sync_s": t_train - t_sync,  # engine weight sync (included in train_s)
             "step_s": t_train - t0,
         }
+        if cfg.dynamic_sampling != "off":
+            row.update(ds_draws=ro.draws, ds_groups_drawn=ro.groups_drawn, ds_groups_dropped=ro.groups_dropped,
+                       ds_groups_surplus=ro.groups_surplus, groups_trained=len(ro.problems),
+                       trained_problem_ids=[p.id for p in ro.problems])
+        if cfg.overlong_buffer:
+            row["overlong_shaping_mean"] = sum(ro.shaping) / max(n_total, 1)
+        if cfg.overlong_filter:
+            row["overlong_filtered_frac"] = (n_total - len(in_loss)) / max(n_total, 1)
+        if cfg.mini_batches > 1:
+            row["mini_batches"] = len(parts)
         if self.correctness_reward in scored.values:
             vals = scored.values[self.correctness_reward]
-            row["accuracy"] = sum(v == 1.0 for v in vals) / n_total
+            row["accuracy"] = sum(v == 1.0 for v in vals) / n_first
         for name, vals in scored.values.items():
             present = [v for v in vals if v is not None]
             row[f"reward/{name}"] = sum(present) / len(present) if present else None
@@ -200,8 +338,6 @@ class Trainer:
                 row[f"reward_{status}/{name}"] = counts[status]
         row.update(entropy_stats.result())
         row.update(stats.result())
-        if scored.problems:
-            append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "problems": scored.problems})
         return row
 
     def _autocast(self):

@@ -1,0 +1,206 @@
+"""Trainer options any variant can use: mini-batches, the no-IS gradient reuse choice, dynamic sampling
+(DAPO), overlong shaping and filtering; and the TIC-GRPO ablation suite end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import reward_fixtures
+import torch
+from conftest import ROOT
+from grpo_bench.config import TrainConfig
+from grpo_bench.models import eos_ids, load_policy
+from grpo_bench.plugins.algorithms.grpo import GRPO
+from grpo_bench.plugins.algorithms.grpo_no_is import GRPONoIS
+from grpo_bench.plugins.benchmarks.arith import Arith
+from grpo_bench.plugins.engines.hf import HFEngine
+from grpo_bench.scoring import RewardScorer
+from grpo_bench.training import Trainer
+from grpo_bench.training.trainer import (
+    mini_batch_parts,
+    overlong_shaping,
+    prompt_order,
+    reserve_order,
+    step_problems,
+)
+
+
+class Recorder(GRPO):
+    """GRPO that trains every row (so each mini-batch is seen whole) and records what the trainer passes."""
+
+    name = "recorder"
+    zero_advantage_is_inert = False
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.calls = []
+
+    def loss(self, batch, stats):
+        self.calls.append(SimpleNamespace(n=batch.num_completions, tokens=batch.num_tokens, budget=batch.max_new_tokens,
+                                          rows=batch.mask.shape[0], mask_sum=float(batch.mask.sum())))
+        return super().loss(batch, stats)
+
+
+def run(algo, tmp_path, reward=reward_fixtures.digit_share, steps=1, max_new_tokens=10, **cfg):
+    model, tok = load_policy("tiny-random")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bench = Arith("arith", (1,))
+    scorer = RewardScorer({"r": reward})
+    cfg = TrainConfig(**{**dict(steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=max_new_tokens,
+                                learning_rate=1e-2, mu=1, micro_batch_size=3, checkpoint_every=0,
+                                bf16_autocast=False), **cfg})
+    trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), algo, scorer, bench,
+                      bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
+    try:
+        rows = trainer.train()
+    finally:
+        scorer.close()
+    after = model.state_dict()
+    return {k: after[k] - before[k] for k in before}, rows, trainer
+
+
+def test_mini_batch_parts():
+    rows = list(range(10))
+    assert mini_batch_parts(rows, 1, 5) == [rows]
+    parts = mini_batch_parts(rows, 3, 5)
+    assert [len(p) for p in parts] == [4, 3, 3] and sorted(sum(parts, [])) == rows
+    assert parts == mini_batch_parts(rows, 3, 5) and parts != mini_batch_parts(rows, 3, 6)
+    assert len(mini_batch_parts([1, 2], 4, 0)) == 2
+
+
+def test_overlong_shaping_by_hand():
+    # budget 10, buffer 4: no penalty up to 6 tokens, then (6 - L)/4: 7 -> -.25, 10 -> -1; scaled by the penalty
+    cfg = TrainConfig(max_new_tokens=10, overlong_buffer=4, overlong_penalty=0.5)
+    assert overlong_shaping([5, 6, 7, 10], cfg) == [0.0, 0.0, -0.125, -0.5]
+    assert overlong_shaping([10], TrainConfig(max_new_tokens=10)) == [0.0]
+
+
+def test_mini_batches_normalise_per_mini_batch_and_take_k_steps(tmp_path):
+    algo = Recorder()
+    _, rows, trainer = run(algo, tmp_path, mini_batches=2, mu=2)
+    # 8 completions in 2 mini-batches of 4: every call is normalised by its mini-batch's N and tokens
+    assert {c.n for c in algo.calls} == {4} and {c.budget for c in algo.calls} == {10}
+    # the micro-batches of one pass cover each mini-batch exactly: rows add up to 4, token masks to num_tokens
+    per_pass = len(algo.calls) // 2
+    first = algo.calls[:per_pass]
+    groups, acc = [], []
+    for c in first:
+        acc.append(c)
+        if sum(x.rows for x in acc) == 4:
+            groups.append(acc)
+            acc = []
+    assert len(groups) == 2 and not acc
+    for g in groups:
+        assert {x.tokens for x in g} == {sum(x.mask_sum for x in g)}
+    # mu * k optimizer steps
+    state = trainer.optimizer.state[next(iter(trainer.optimizer.state))]
+    assert int(state["step"]) == 4
+    assert rows[0]["mini_batches"] == 2
+    # the second mini-batch is trained after the first one's step against the log-probs of theta_old, so its
+    # ratios differ from 1; with one mini-batch and mu = 1 every ratio is exactly 1
+    assert rows[0]["ratio_token_max"] > 1.0
+    _, rows1, _ = run(GRPO(), tmp_path / "one")
+    assert rows1[0]["ratio_token_max"] == 1.0
+
+
+def test_no_is_gradient_reuse_is_an_option(tmp_path):
+    # one mini-batch and mu = 1: reuse and recompute are both GRPO's step
+    d_reuse, _, _ = run(GRPONoIS(), tmp_path / "a")
+    d_fresh, _, _ = run(GRPONoIS(reuse_gradient=False), tmp_path / "b")
+    assert max(float(d.abs().max()) for d in d_reuse.values()) > 1e-4
+    for k in d_reuse:
+        assert torch.allclose(d_reuse[k], d_fresh[k], atol=1e-7), k
+    # mu = 2: the reused gradient and the recomputed one differ (theta moved after the first step)
+    d_reuse, _, _ = run(GRPONoIS(), tmp_path / "c", mu=2)
+    d_fresh, _, _ = run(GRPONoIS(reuse_gradient=False), tmp_path / "d", mu=2)
+    assert any(not torch.allclose(d_reuse[k], d_fresh[k], atol=1e-6) for k in d_reuse)
+    # mini-batches with reuse: every g_j at theta_old, each applied mu times: mu * k steps
+    _, rows, trainer = run(GRPONoIS(), tmp_path / "e", mini_batches=2, mu=2)
+    state = trainer.optimizer.state[next(iter(trainer.optimizer.state))]
+    assert int(state["step"]) == 4 and rows[0]["loss"] == rows[0]["loss"]
+
+
+def informative(problem):  # what odd_prompts_only makes informative (given completions of both parities)
+    return len(problem.prompt) % 2 == 1
+
+
+def test_dynamic_sampling_drop_and_refill(tmp_path):
+    problems = Arith("arith", (1,)).problems("train", 50)
+    _, rows, trainer = run(GRPO(), tmp_path / "drop", reward=reward_fixtures.odd_prompts_only, steps=3,
+                           dynamic_sampling="drop")
+    order = prompt_order(len(trainer.problems), 0)
+    by_id = {p.id: p for p in problems}
+    for t, row in enumerate(rows):
+        stream = [p.id for p in step_problems(trainer.problems, order, t, 2)]
+        assert row["problem_ids"] == stream  # draw 0 is the shared stream, whatever is dropped
+        assert row["ds_draws"] == 1 and row["ds_groups_drawn"] == 2
+        assert row["groups_trained"] == 2 - row["ds_groups_dropped"] == len(row["trained_problem_ids"])
+        assert row["samples"] == 4 * row["groups_trained"]
+        assert all(informative(by_id[i]) for i in row["trained_problem_ids"])
+    assert sum(r["ds_groups_dropped"] for r in rows) > 0  # the fixture did make uniform groups
+    assert sum(r["groups_trained"] for r in rows) > 0  # and informative ones
+
+    _, rows, trainer = run(GRPO(), tmp_path / "refill", reward=reward_fixtures.odd_prompts_only, steps=3,
+                           dynamic_sampling="refill", max_draws=4)
+    reserve = reserve_order(len(trainer.problems), 0)
+    assert reserve != order
+    for t, row in enumerate(rows):
+        offered = [p.id for p in step_problems(trainer.problems, order, t, 2)]
+        for r in range(1, row["ds_draws"]):  # extra draws come from the reserve stream at fixed places
+            offered += [p.id for p in step_problems(trainer.problems, reserve, t * 3 + r - 1, 2)]
+        assert set(row["trained_problem_ids"]) <= set(offered)
+        assert row["ds_groups_drawn"] == 2 * row["ds_draws"]
+        assert row["ds_groups_drawn"] == row["groups_trained"] + row["ds_groups_dropped"] + row["ds_groups_surplus"]
+        assert row["groups_trained"] == 2 or row["ds_draws"] == 4  # full, or the cap was reached
+        assert all(informative(by_id[i]) for i in row["trained_problem_ids"])
+    assert any(r["ds_draws"] > 1 for r in rows)
+
+    # nothing informative at all: the cap stops the draws, nothing trains, nothing moves, nothing breaks
+    delta, rows, _ = run(GRPO(), tmp_path / "none", reward=reward_fixtures.always_zero, dynamic_sampling="refill",
+                         max_draws=2)
+    assert rows[0]["ds_draws"] == 2 and rows[0]["groups_trained"] == 0 and rows[0]["samples"] == 0
+    assert all(float(d.abs().max()) == 0 for d in delta.values())
+
+
+def test_overlong_filter_leaves_truncated_completions_out(tmp_path):
+    algo = Recorder()
+    _, rows, _ = run(algo, tmp_path, max_new_tokens=4, overlong_filter=True, overlong_buffer=2)
+    row = rows[0]
+    assert 0 < row["truncated_frac"] < 1  # some are cut at 4 tokens, some end earlier (tiny-random, seed 0)
+    assert row["overlong_filtered_frac"] == row["truncated_frac"]
+    kept = round(8 * (1 - row["truncated_frac"]))
+    assert sum(c.rows for c in algo.calls) == kept and {c.n for c in algo.calls} <= {kept}
+    assert row["overlong_shaping_mean"] <= -0.5 * row["truncated_frac"]  # a truncated one gets -1
+
+
+def test_tic_ablation_suite_runs_end_to_end(tmp_path):
+    text = (ROOT / "benchmarks" / "tic-ablation.toml").read_text()
+    for old, new in (('model = "smollm2-135m-instruct"', 'model = "tiny-random"'), ('engine = "auto"', 'engine = "hf"'),
+                     ("seeds = [0, 1, 2]", "seeds = [0]"), ("steps = 12", "steps = 2"), ("group_size = 8", "group_size = 2"),
+                     ("prompts_per_step = 4", "prompts_per_step = 2"), ("max_new_tokens = 48", "max_new_tokens = 6"),
+                     ("limit = 100", "limit = 2"), ("limit = 20", "limit = 1"), ("max_new_tokens = 192", "max_new_tokens = 6")):
+        assert old in text, old
+        text = text.replace(old, new)
+    suite = tmp_path / "tic-ablation.toml"
+    suite.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "grpo_bench.cli", "run", str(suite), "--results-dir", str(tmp_path / "res")],
+                         capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = tmp_path / "res" / "tic-ablation" / "runs"
+    expected = {
+        "grpo": ("token", "two_sided", "group"),
+        "grpo_lencorr": ("token", "two_sided", "length_corrected"),
+        "grpo_upper_clip": ("token", "upper_only", "group"),
+        "traj_ratio": ("trajectory", "two_sided", "group"),
+        "tic_grpo": ("trajectory", "upper_only", "length_corrected"),
+    }
+    for name, (level, clip, adv) in expected.items():
+        summary = json.loads((runs / name / "seed0" / "summary.json").read_text())
+        o = summary["algorithm"]["options"]
+        assert (o["ratio_level"], o["clip"], o["advantage"]) == (level, clip, adv), name
+        assert summary["status"] == "finished"
+    md = (tmp_path / "res" / "tic-ablation" / "leaderboard.md").read_text()
+    assert all(f"| {name} |" in md for name in expected)
