@@ -44,7 +44,7 @@ class Recorder(GRPO):
         return super().loss(batch, stats)
 
 
-def run(algo, tmp_path, reward=reward_fixtures.digit_share, steps=1, max_new_tokens=10, **cfg):
+def run(algo, tmp_path, reward=reward_fixtures.digit_share, steps=1, max_new_tokens=10, stop_every=0, **cfg):
     model, tok = load_policy("tiny-random")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bench = Arith("arith", (1,))
@@ -52,7 +52,9 @@ def run(algo, tmp_path, reward=reward_fixtures.digit_share, steps=1, max_new_tok
     cfg = TrainConfig(**{**dict(steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=max_new_tokens,
                                 learning_rate=1e-2, mu=1, micro_batch_size=3, checkpoint_every=0,
                                 bf16_autocast=False), **cfg})
-    trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), algo, scorer, bench,
+    # tiny-random never samples its EOS; stop_every = k makes every k-th token id a stop token instead
+    stops = list(range(0, model.config.vocab_size, stop_every)) if stop_every else eos_ids(model, tok)
+    trainer = Trainer(model, tok, HFEngine(model, tok, stops), algo, scorer, bench,
                       bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
     try:
         rows = trainer.train()
@@ -167,9 +169,9 @@ def test_dynamic_sampling_drop_and_refill(tmp_path):
 
 def test_overlong_filter_leaves_truncated_completions_out(tmp_path):
     algo = Recorder()
-    _, rows, _ = run(algo, tmp_path, max_new_tokens=4, overlong_filter=True, overlong_buffer=2)
+    _, rows, _ = run(algo, tmp_path, max_new_tokens=6, stop_every=7, overlong_filter=True, overlong_buffer=2)
     row = rows[0]
-    assert 0 < row["truncated_frac"] < 1  # some are cut at 4 tokens, some end earlier (tiny-random, seed 0)
+    assert 0 < row["truncated_frac"] < 1  # some are cut at 6 tokens, some stop earlier
     assert row["overlong_filtered_frac"] == row["truncated_frac"]
     kept = round(8 * (1 - row["truncated_frac"]))
     assert sum(c.rows for c in algo.calls) == kept and {c.n for c in algo.calls} <= {kept}
