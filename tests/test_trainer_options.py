@@ -206,3 +206,21 @@ def test_tic_ablation_suite_runs_end_to_end(tmp_path):
         assert summary["status"] == "finished"
     md = (tmp_path / "res" / "tic-ablation" / "leaderboard.md").read_text()
     assert all(f"| {name} |" in md for name in expected)
+
+
+@pytest.mark.parametrize("line, match", [
+    ("mini_batches = 9", "train.mini_batches: must be between 1 and prompts_per_step * group_size = 8"),
+    ('dynamic_sampling = "yes"', "train.dynamic_sampling"),
+    ("max_draws = 0", "train.max_draws"),
+    ("overlong_buffer = 99", "train.overlong_buffer"),
+    ("overlong_penalty = -1.0", "train.overlong_penalty"),
+])
+def test_bad_trainer_options_are_one_line_errors(tmp_path, capsys, line, match):
+    from grpo_bench.cli import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'[suite]\nmodel = "tiny-random"\nengine = "hf"\n[train]\nprompts_per_step = 2\ngroup_size = 4\n'
+                     f'{line}\n[eval]\nbenchmarks = [{{ name = "arith", limit = 2 }}]\n[[variants]]\nalgorithm = "grpo"\n')
+    assert main(["run", str(suite), "--results-dir", str(tmp_path / "r")]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
