@@ -28,8 +28,8 @@ CASES = [
     ("unknown eval split", GOOD.replace('limit = 2', 'limit = 2, split = "dev"'), "eval.benchmarks[0].split"),
     ("bad option", GOOD.replace('algorithm = "grpo"', 'algorithm = "grpo"\noptions = { eps_low = "wide" }'),
      "variants[0].options: grpo: option 'eps_low' must be float"),
-    ("unknown option", GOOD.replace('algorithm = "grpo"', 'algorithm = "tic_grpo"\noptions = { eps_low = 0.2 }'),
-     "variants[0].options: tic_grpo: unknown option 'eps_low'"),
+    ("unknown option", GOOD.replace('algorithm = "grpo"', 'algorithm = "tic_grpo"\noptions = { length_corrected = true }'),
+     "variants[0].options: tic_grpo: unknown option 'length_corrected'"),
     ("group of one", GOOD.replace("steps = 1", "steps = 1\ngroup_size = 1"), "train.group_size"),
     ("no variants", GOOD.split("[[variants]]")[0], "variants: at least one"),
     ("duplicate variant", GOOD + '\n[[variants]]\nalgorithm = "grpo"\n', "variants[1].name: duplicate"),
@@ -74,7 +74,9 @@ def test_good_suite_parses_and_resolves_every_option(tmp_path):
     path.write_text(GOOD)
     suite = load_suite(path, default_registry())
     assert suite.suite.name == "good"
-    assert suite.variants[0].options == {"beta": 0.0, "delta": 1e-4, "std": "unbiased", "eps_low": 0.2, "eps_high": 0.2}
+    assert suite.variants[0].options == {"beta": 0.0, "delta": 1e-4, "std": "unbiased", "advantage": "group",
+                                         "aggregation": "seq_mean", "ratio_level": "token", "clip": "two_sided",
+                                         "eps_low": 0.2, "eps_high": 0.2, "dual_clip": 0.0, "max_log_ratio": 20.0}
 
 
 def test_variant_train_overrides_reach_the_trainer(tmp_path):
