@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 from .errors import UserError
 
-#: Where bundled benchmark data lives (``benchmarks/data`` in the source tree).
-DATA_DIR = Path(os.environ.get("GRPO_BENCH_DATA_DIR") or Path(__file__).resolve().parent.parent / "benchmarks" / "data")
+#: Where bundled benchmark data lives: ``harness/data`` in the source tree, ``grpo_bench/data`` in an
+#: installed wheel (shipped as package data); ``GRPO_BENCH_DATA_DIR`` overrides it.
+DATA_DIR = Path(os.environ.get("GRPO_BENCH_DATA_DIR") or Path(__file__).resolve().parent / "data")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""HumanEval and MBPP from the copies bundled under ``benchmarks/data`` (see its README).
+"""HumanEval and MBPP from the copies bundled under ``harness/data`` (package data ``grpo_bench/data``) (see its README).
 
 Both are graded by the ``code_tests`` reward; every problem carries the same reward columns:
 ``tests`` (assert code), ``entry_point`` (HumanEval: the function ``check`` is called with),

@@ -1,4 +1,4 @@
-"""GSM8K, MATH and MATH-500 from the copies bundled under ``benchmarks/data`` (see its README).
+"""GSM8K, MATH and MATH-500 from the copies bundled under ``harness/data`` (package data ``grpo_bench/data``) (see its README).
 
 With ``GRPO_BENCH_HUB=1`` the same loaders read the Hugging Face hub datasets instead
 (``openai/gsm8k``, ``EleutherAI/hendrycks_math``, ``HuggingFaceH4/MATH-500``) through ``datasets``.
