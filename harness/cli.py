@@ -16,9 +16,34 @@ def _cmd_run(args) -> int:
     from .execute import run_suite
     from .registry import default_registry
 
+    from .execute.executors import LocalExecutor, RunsFailed
+    from .execute.plan import parse_shard
+
     registry = default_registry()
     suite = load_suite(args.suite, registry)
-    out = run_suite(suite, registry, Path(args.results_dir), args.variant)
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.executor == "ray":
+        from .execute.ray_executor import RayExecutor
+
+        executor = RayExecutor(args.address, args.cpus_per_run, args.gpus_per_run)
+    elif args.address or args.cpus_per_run is not None or args.gpus_per_run is not None:
+        raise UserError("--address, --cpus-per-run and --gpus-per-run need --executor ray")
+    else:
+        executor = LocalExecutor()
+    outcomes = []
+    try:
+        out = run_suite(suite, registry, Path(args.results_dir), args.variant, executor, shard, outcomes)
+    except RunsFailed as exc:
+        print(f"grpo-bench: {exc}", file=sys.stderr)
+        return 1
+    folder = Path(args.results_dir) / suite.suite.name
+    for o in outcomes:
+        if o.status == "locked":
+            print(f"skipped {o.line()} (another process owns it)")
+    if out is None:
+        print(f"leaderboard not built here ({'shard ' + args.shard if shard else 'runs owned elsewhere'}); "
+              f"once every run has finished: grpo-bench leaderboard {folder}")
+        return 0
     print((out / "leaderboard.md").read_text())
     print(f"results: {out}")
     return 0
@@ -116,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="suite file (TOML)")
     run.add_argument("--results-dir", default="results", help="results root (default: results)")
     run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: every run in this process (default); ray: one Ray task per run")
+    run.add_argument("--address", help="Ray cluster to join (auto, ray://host:port); default: start a local one")
+    run.add_argument("--cpus-per-run", type=float, help="Ray: CPUs per run (default: [suite] resources.cpus)")
+    run.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: [suite] resources.gpus)")
+    run.add_argument("--shard", metavar="I/N", help="run only the runs at positions I, I+N, ... of the plan "
+                     "(shard 0 owns the base evaluation); finalise with `grpo-bench leaderboard DIR`")
     run.set_defaults(fn=_cmd_run)
 
     ev = sub.add_parser("eval", help="evaluate one model on one benchmark")

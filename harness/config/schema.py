@@ -76,6 +76,9 @@ class SuiteMeta:
     # that must come out "different" from the reference for the design to be able to decide (none: "")
     equivalence_margin: float = 0.03
     positive_control: str = ""
+    # What one run asks of a Ray cluster (``--executor ray``): CPUs, and GPUs ("auto": 1 when the cluster has
+    # GPUs and device is not "cpu", else 0). Execution only: not in the config hash, never changes a number.
+    resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": "auto"})
 
 
 @dataclass

@@ -104,6 +104,15 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.seeds", "at least one seed is needed")
     if meta.dtype not in ("float32", "bfloat16", "float16"):
         raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
+    unknown = set(meta.resources) - {"cpus", "gpus"}
+    if unknown:
+        raise err(f"suite.resources.{sorted(unknown)[0]}", "unknown key (known: cpus, gpus)")
+    meta.resources = {"cpus": 1, "gpus": "auto", **meta.resources}
+    for key, value in meta.resources.items():
+        if not (value == "auto" and key == "gpus") and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                         or value < 0 or (key == "cpus" and value == 0)):
+            want = "a number > 0" if key == "cpus" else 'a number >= 0 or "auto"'
+            raise err(f"suite.resources.{key}", f"expected {want}, got {value!r}")
     if meta.engine == "auto":
         meta.engine = default_engine()
     engine_cls = _check_plugin(registry, "engines", meta.engine, err, "suite.engine")

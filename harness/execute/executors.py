@@ -1,25 +1,49 @@
 """Executors: how a plan's runs are carried out. The contract is small on purpose:
 
     class Executor:
-        def execute(self, plan: Plan, registry: Registry) -> None
+        def execute(self, plan: Plan, registry: Registry) -> list[Outcome]
 
 ``execute`` runs every pending run of ``plan`` (``plan.pending()``) and returns when all have
-finished; a run is finished when its ``summary.json`` exists (written last, atomically), so any
-executor may be interrupted and rerun, and resumes where it stopped. Runs are independent: each
-needs only the plan, the registry and its own run folder.
+finished, one :class:`Outcome` per planned run. A run is finished when its ``summary.json`` exists
+(written last, atomically), so any executor may be interrupted and rerun, and resumes where it
+stopped. Runs are independent: each needs only the plan, the registry and its own run folder, and a
+process works on a run only while it holds the run's lock (:mod:`.locks`), so executors in several
+processes (shards, Ray tasks) may share one results folder.
 
-- :class:`LocalExecutor`: one process, one model load, the runs in plan order (the default).
+- :class:`LocalExecutor`: one process, one model load, the runs in plan order (the default);
+  ``--shard i/n`` is the local executor on a slice of the plan (:func:`.plan.make_plan`);
+- :class:`grpo_bench.execute.ray_executor.RayExecutor`: one Ray task per run (``--executor ray``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from ..registry import Registry
-from .plan import Plan
-from .session import Session, run_one
+from .plan import Plan, RunSpec
+from .session import FINISHED, Session, run_one
 
 log = logging.getLogger(__name__)
+
+FAILED = "failed"
+
+
+@dataclass
+class Outcome:
+    """What became of one planned run: ``ran``, ``finished`` (before), ``locked`` (another process owns it)
+    or ``failed`` (with the error as one line)."""
+
+    spec: RunSpec
+    status: str
+    error: str = ""
+
+    def line(self) -> str:
+        return f"{self.spec.name}/seed{self.spec.seed}: {self.status}" + (f": {self.error}" if self.error else "")
+
+
+class RunsFailed(Exception):
+    """Some runs failed (the others finished); the message names each with its error."""
 
 
 class Executor:
@@ -27,25 +51,27 @@ class Executor:
 
     name = "executor"
 
-    def execute(self, plan: Plan, registry: Registry) -> None:
+    def execute(self, plan: Plan, registry: Registry) -> list[Outcome]:
         raise NotImplementedError
 
 
 class LocalExecutor(Executor):
-    """Every pending run in this process, in plan order, sharing one model, engine and scorers."""
+    """Every pending run in this process, in plan order, sharing one model, engine and scorers.
+
+    An exception in a run stops the executor (the traceback is the report); a rerun resumes."""
 
     name = "local"
 
-    def execute(self, plan: Plan, registry: Registry) -> None:
+    def execute(self, plan: Plan, registry: Registry) -> list[Outcome]:
         pending = plan.pending()
-        for spec in plan.runs:
-            if spec not in pending:
-                log.info("skip %s seed %d: finished", spec.name, spec.seed)
-        if not pending:
-            return  # nothing to do: no model is loaded
-        session = Session(plan.suite, registry)
-        try:
-            for spec in pending:
-                run_one(session, plan.out, spec.variant, spec.seed, plan.record)
-        finally:
-            session.close()
+        outcomes = {spec: Outcome(spec, FINISHED) for spec in plan.runs if spec not in pending}
+        for spec in outcomes:
+            log.info("skip %s seed %d: finished", spec.name, spec.seed)
+        if pending:  # else no model is loaded
+            session = Session(plan.suite, registry)
+            try:
+                for spec in pending:
+                    outcomes[spec] = Outcome(spec, run_one(session, plan.out, spec.variant, spec.seed, plan.record))
+            finally:
+                session.close()
+        return [outcomes[spec] for spec in plan.runs]

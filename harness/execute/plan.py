@@ -4,8 +4,9 @@ seed), each with its own folder under the suite's results folder. Planning loads
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config.schema import Suite
@@ -46,8 +47,35 @@ class Plan:
         return [r for r in self.runs if not r.finished(self.out)]
 
 
-def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None) -> Plan:
-    """The grid, in a fixed order: base (first seed), then each variant in suite order x each seed."""
+def shared_config(resolved: dict) -> dict:
+    """What every run of a suite shares, hence what the suite's config hash covers: the resolved config
+    less the variants, the seeds and the resources (so a suite may grow new variants and seeds and
+    reuse its finished runs; a run's own variant is checked per run by :func:`check_finished`)."""
+    shared = copy.deepcopy(resolved)
+    shared.pop("variants", None)
+    for key in ("seeds", "resources"):
+        shared.get("suite", {}).pop(key, None)
+    return shared
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with 0 <= i < n."""
+    i, sep, n = text.partition("/")
+    try:
+        i, n = int(i), int(n)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {text!r}: expected i/n with 0 <= i < n (e.g. 0/4)")
+    return i, n
+
+
+def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None,
+              shard: tuple[int, int] | None = None) -> Plan:
+    """The grid, in a fixed order: base (first seed), then each variant in suite order x each seed.
+
+    ``shard = (i, n)`` keeps the runs at positions i, i + n, i + 2n, ... of that order (shard 0 owns the
+    base evaluation): a deterministic slice for job arrays; ``grpo-bench leaderboard DIR`` finalises."""
     names = [v.name for v in suite.variants]
     if only:
         unknown = [n for n in only if n not in names]
@@ -55,12 +83,28 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
             raise UserError(f"--variant {unknown[0]!r}: not in suite (variants: {', '.join(names)})")
     runs = [RunSpec(None, suite.suite.seeds[0])]
     runs += [RunSpec(v.name, seed) for v in suite.variants if not only or v.name in only for seed in suite.suite.seeds]
+    if shard is not None:
+        runs = runs[shard[0]::shard[1]]
     out = Path(results_root) / suite.suite.name
     resolved = suite.resolved()
-    record = {"suite": suite.suite.name, "config": resolved, "config_hash": config_hash(resolved),
+    record = {"suite": suite.suite.name, "config": resolved, "config_hash": config_hash(shared_config(resolved)),
               "provenance": provenance(),
               "benchmarks": {t.name: registry.get("benchmarks", t.name).describe() for t in suite.eval.benchmarks}}
     return Plan(suite, out, runs, record)
+
+
+def check_finished(plan: Plan) -> None:
+    """A finished run of a variant must have been trained with the suite's definition of that variant
+    (algorithm and options): growing a suite reuses runs, redefining a variant does not."""
+    for spec in plan.runs:
+        if spec.variant is None or not spec.finished(plan.out):
+            continue
+        recorded = json.loads((spec.run_dir(plan.out) / "summary.json").read_text()).get("config", {})
+        old = next((v for v in recorded.get("variants", []) if v.get("name") == spec.variant), None)
+        new = asdict(plan.suite.variant(spec.variant))
+        if old is not None and json.loads(json.dumps(old, default=str)) != json.loads(json.dumps(new, default=str)):
+            raise UserError(f"{spec.run_dir(plan.out)} was trained with variant {spec.variant!r} = {old}, the suite now "
+                            f"defines {new}; rename the variant or move that run away")
 
 
 def stamp(plan: Plan) -> None:
@@ -76,5 +120,6 @@ def stamp(plan: Plan) -> None:
                 f"{plan.out} holds results of a different configuration of suite {plan.suite.suite.name!r} "
                 f"(hash {old.get('config_hash')} != {digest}); move it away or pass --results-dir"
             )
+    check_finished(plan)
     atomic_write_json(path, {"config": plan.record["config"], "config_hash": digest,
                              "suite_file": str(plan.suite.path), "provenance": plan.record["provenance"]})

@@ -23,6 +23,7 @@ from ..models import eos_ids, load_policy
 from ..registry import Registry
 from ..scoring import RewardScorer
 from ..training import Trainer
+from .locks import LOCK_NAME, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +107,30 @@ def train_summary(metrics: list[dict], steps: int) -> dict:
     }
 
 
-def run_one(session: Session, out: Path, variant_name: str | None, seed: int, base: dict) -> None:
-    suite = session.suite
+#: What :func:`run_one` reports: it ran the run to its end, found it finished, or found it owned by another process.
+RAN, FINISHED, LOCKED = "ran", "finished", "locked"
+
+
+def run_one(session: Session, out: Path, variant_name: str | None, seed: int, base: dict) -> str:
+    """Train (unless base) and evaluate one run while holding its lock; returns RAN, FINISHED or LOCKED."""
     name = variant_name or "base"
     run_dir = out / "runs" / name / f"seed{seed}"
     if (run_dir / "summary.json").exists():
         log.info("skip %s seed %d: finished", name, seed)
-        return
+        return FINISHED
+    with run_lock(run_dir) as owned:
+        if not owned:
+            log.warning("skip %s seed %d: another process holds %s", name, seed, run_dir / LOCK_NAME)
+            return LOCKED
+        if (run_dir / "summary.json").exists():  # finished by another process since the check above
+            return FINISHED
+        _run_owned(session, run_dir, variant_name, seed, base)
+        return RAN
+
+
+def _run_owned(session: Session, run_dir: Path, variant_name: str | None, seed: int, base: dict) -> None:
+    suite = session.suite
+    name = variant_name or "base"
     torch.manual_seed(seed)
     session.reset_weights()
     record = dict(base, chat_template=getattr(session.tokenizer, "chat_template", None), variant=name, seed=seed)

@@ -16,7 +16,7 @@ from ..io import read_jsonl
 DEFAULT_MARGIN = 0.03  # equivalence margin (3 points) unless the suite sets [suite] equivalence_margin
 DEFAULT_TARGET = 0.5  # train accuracy for "steps to target"
 WINDOW = 3  # trailing moving average of train accuracy, in steps
-IGNORED_KEYS = ("variants", "suite.seeds")  # what may differ between runs of one leaderboard
+IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources")  # what may differ between runs of one leaderboard
 
 
 @dataclass
