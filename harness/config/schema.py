@@ -89,6 +89,8 @@ class TrainSection(TrainConfig):
     reward_weights: dict = field(default_factory=dict)
     reward_timeout_s: float = 10.0
     reward_workers: int = 1
+    # LoRA through peft ({} = off: full fine-tuning): {r, alpha, dropout, target_modules}; see training/lora.py
+    lora: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -73,6 +73,31 @@ def _build(cls: type, table: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+#: LoRA options and their defaults (``[train] lora``; see :mod:`grpo_bench.training.lora`).
+LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+
+
+def check_lora(options: dict) -> dict:
+    """The resolved LoRA options (defaults filled in), or a one-line error; {} means off."""
+    if not options:
+        return {}
+    unknown = set(options) - set(LORA_DEFAULTS)
+    if unknown:
+        raise UserError(f"train.lora.{sorted(unknown)[0]}: unknown key (known: {', '.join(LORA_DEFAULTS)})")
+    out = {**LORA_DEFAULTS, **options}
+    if isinstance(out["r"], bool) or not isinstance(out["r"], int) or out["r"] < 1:
+        raise UserError(f"train.lora.r: expected an integer >= 1, got {out['r']!r}")
+    if isinstance(out["alpha"], bool) or not isinstance(out["alpha"], (int, float)) or out["alpha"] <= 0:
+        raise UserError(f"train.lora.alpha: expected a number > 0, got {out['alpha']!r}")
+    if isinstance(out["dropout"], bool) or not isinstance(out["dropout"], (int, float)) or not 0 <= out["dropout"] < 1:
+        raise UserError(f"train.lora.dropout: expected a number in [0, 1), got {out['dropout']!r}")
+    mods = out["target_modules"]
+    if not isinstance(mods, list) or not mods or not all(isinstance(m, str) and m for m in mods):
+        raise UserError(f"train.lora.target_modules: expected a non-empty array of module names, got {mods!r}")
+    return out
+
+
+
 def load_suite(path: str | Path, registry: Registry) -> Suite:
     path = Path(path)
     if not path.is_file():
@@ -124,6 +149,10 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("variants", "at least one [[variants]] entry is needed")
     train.bf16_autocast = resolve_bf16(train.bf16_autocast, meta.device, err)
     check_train(train, err, "train")
+    try:
+        train.lora = check_lora(train.lora)
+    except UserError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
     bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")
     if train.split not in bench.splits:
         raise err("train.split", f"benchmark {train.benchmark!r} has no split {train.split!r}")

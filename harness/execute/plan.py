@@ -55,6 +55,8 @@ def shared_config(resolved: dict) -> dict:
     shared.pop("variants", None)
     for key in ("seeds", "resources"):
         shared.get("suite", {}).pop(key, None)
+    if not shared.get("train", {}).get("lora", True):  # off: as in folders written before the option existed
+        shared["train"].pop("lora")
     return shared
 
 
@@ -115,10 +117,11 @@ def stamp(plan: Plan) -> None:
     digest = plan.record["config_hash"]
     if path.exists():
         old = json.loads(path.read_text())
-        if old.get("config_hash") != digest:
+        old_digest = config_hash(shared_config(old["config"])) if "config" in old else old.get("config_hash")
+        if old_digest != digest:  # recomputed: folders written before the hash left out variants and seeds
             raise UserError(
                 f"{plan.out} holds results of a different configuration of suite {plan.suite.suite.name!r} "
-                f"(hash {old.get('config_hash')} != {digest}); move it away or pass --results-dir"
+                f"(hash {old_digest} != {digest}); move it away or pass --results-dir"
             )
     check_finished(plan)
     atomic_write_json(path, {"config": plan.record["config"], "config_hash": digest,

@@ -133,6 +133,7 @@ def _run_owned(session: Session, run_dir: Path, variant_name: str | None, seed: 
     name = variant_name or "base"
     torch.manual_seed(seed)
     session.reset_weights()
+    adapted = None
     record = dict(base, chat_template=getattr(session.tokenizer, "chat_template", None), variant=name, seed=seed)
     t0 = time.perf_counter()
     if variant_name is None:
@@ -155,10 +156,22 @@ def _run_owned(session: Session, run_dir: Path, variant_name: str | None, seed: 
             ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
             ref_model.requires_grad_(False)
         cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__} | variant.train)
-        trainer = Trainer(session.model, session.tokenizer, session.engine, algo, session.scorer(rewards, weights),
+        model, engine = session.model, session.engine
+        if tr.lora:  # adapters injected into the session's model; removed again below
+            from ..training import lora
+
+            model = lora.wrap(session.model, tr.lora)
+            engine = lora.MergedSync(session.engine, model)
+            adapted = model
+        trainer = Trainer(model, session.tokenizer, engine, algo, session.scorer(rewards, weights),
                           bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward)
         train = train_summary(trainer.train(), tr.steps)
-    evals = run_evals(session, run_dir, seed)
+    try:
+        evals = run_evals(session, run_dir, seed)  # with the adapters still in place
+    finally:
+        if adapted is not None:
+            lora.unwrap(adapted)
+            session.model.requires_grad_(True)
     summary = dict(record, status="finished", train=train, eval=evals, run_wall_s=time.perf_counter() - t0)
     atomic_write_json(run_dir / "summary.json", summary)
     if not suite.suite.keep_checkpoints:
