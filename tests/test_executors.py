@@ -114,6 +114,11 @@ def test_ray_executor_equals_local(suite_file, tmp_path):
         a, b = run_numbers(local / rel), run_numbers(remote / rel)
         assert a and a.keys() == b.keys(), rel
         assert a == b, (rel, {k: (a[k], b[k]) for k in a if a[k] != b[k]})
+    for rel in runs:  # side by side, for the record (pytest -s)
+        a, b = (json.loads((root / rel / "summary.json").read_text()) for root in (local, remote))
+        print(f"{rel}: pass@1 local {a['eval']['arith-test']['pass@1']} ray {b['eval']['arith-test']['pass@1']}; "
+              f"reward curve local {a['train'].get('reward_curve')} ray {b['train'].get('reward_curve')}; "
+              f"{len(run_numbers(local / rel))} numbers equal")
     # the trained runs differ from each other (the comparison is not vacuous)
     assert run_numbers(local / "runs/grpo/seed0") != run_numbers(local / "runs/grpo/seed1")
 
