@@ -24,6 +24,12 @@ def _hub_rows(path: str, name: str | None, split: str) -> list[dict]:
     return list(datasets.load_dataset(path, name, split=split))
 
 
+def boxed(answer: str) -> str:
+    """The ``solution`` column: the reference answer as ``\\boxed{...}``, which TRL's LaTeX-only
+    ``accuracy_reward`` parses (a bare ``72`` would not parse, and it scores unparseable gold 1.0)."""
+    return f"\\boxed{{{answer}}}"
+
+
 def _boxed_answer(solution: str) -> str:
     from grpo_bench.plugins.rewards.math_answer import last_boxed
 
@@ -44,7 +50,7 @@ class GSM8K(Benchmark):
         for i, row in enumerate(rows):
             final = row["answer"].split("####")[-1].strip().replace(",", "")
             out.append(Problem(f"gsm8k/{split}/{i}", self.render(row["question"]),
-                               final, {"solution": row["answer"]}))
+                               final, {"solution": boxed(final), "worked_solution": row["answer"]}))
         return out
 
 
@@ -60,7 +66,7 @@ class MATH(Benchmark):
         rows = _hub_rows("EleutherAI/hendrycks_math", None, split) if _use_hub() else read_bundled(f"math/{split}.jsonl.gz")
         return [
             Problem(row.get("unique_id", f"math/{split}/{i}"), self.render(row["problem"]),
-                    _boxed_answer(row["solution"]), {"level": row.get("level"), "subject": row.get("type")})
+                    _boxed_answer(row["solution"]), {"solution": boxed(_boxed_answer(row["solution"])), "level": row.get("level"), "subject": row.get("type")})
             for i, row in enumerate(rows)
         ]
 
@@ -77,7 +83,7 @@ class MATH500(Benchmark):
         rows = _hub_rows("HuggingFaceH4/MATH-500", None, split) if _use_hub() else read_bundled("math500/test.jsonl.gz")
         return [
             Problem(row["unique_id"], self.render(row["problem"]), row["answer"],
-                    {"level": row.get("level"), "subject": row.get("subject")})
+                    {"solution": boxed(row["answer"]), "level": row.get("level"), "subject": row.get("subject")})
             for row in rows
         ]
 
