@@ -50,12 +50,23 @@ class Benchmark:
     #: ``[{"role": "assistant", "content": text}]``; False: the user message and the completion as
     #: strings. The model always sees the chat template applied; this only decides the reward's view.
     conversational: ClassVar[bool] = False
+    #: The hub dataset the same problems can be read from (``[suite] data = "hub"``), if any.
+    hub_dataset: ClassVar[str | None] = None
+
+    #: "bundled" or "hub": where :meth:`load_split` reads (set from the suite before loading).
+    data_source: str = "bundled"
 
     def __init__(self) -> None:
         self._cache: dict[str, list[Problem]] = {}
 
     def load_split(self, split: str) -> list[Problem]:
         raise NotImplementedError
+
+    def use_data(self, source: str) -> None:
+        """Read from ``source`` ("bundled" or "hub"); a benchmark without a hub dataset stays as it is."""
+        if source != self.data_source and self.hub_dataset:
+            self.data_source = source
+            self._cache.clear()
 
     def problems(self, split: str, limit: int | None = None) -> list[Problem]:
         if split not in self.splits:

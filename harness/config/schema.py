@@ -76,6 +76,7 @@ class SuiteMeta:
     # that must come out "different" from the reference for the design to be able to decide (none: "")
     equivalence_margin: float = 0.03
     positive_control: str = ""
+    data: str = "bundled"  # "bundled": the copies in benchmarks/data; "hub": the hub datasets (needs the hub)
 
 
 @dataclass
@@ -122,11 +123,14 @@ class Suite:
     train: TrainSection
     eval: EvalSection
     variants: list[Variant]
+    #: the ``--set`` items applied (recorded in the provenance; their values are in the resolved config)
+    overrides: list[str] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The suite as plain data (what gets hashed and recorded with every result)."""
         d = dataclasses.asdict(self)
         d.pop("path")
+        d.pop("overrides")
         return d
 
     def variant(self, name: str) -> Variant:

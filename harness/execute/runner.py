@@ -13,13 +13,15 @@ from ..config.schema import Suite
 from ..registry import Registry
 from ..report import write_leaderboard
 from .executors import Executor, LocalExecutor
+from .logs import log_to
 from .plan import make_plan, stamp
 
 
 def run_suite(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None,
-              executor: Executor | None = None) -> Path:
+              executor: Executor | None = None, verbose: bool = False) -> Path:
     plan = make_plan(suite, registry, results_root, only)
     stamp(plan)
-    (executor or LocalExecutor()).execute(plan, registry)
-    write_leaderboard(plan.out)
+    with log_to(plan.out / "grpo-bench.log", verbose):
+        (executor or LocalExecutor()).execute(plan, registry)
+        write_leaderboard(plan.out)
     return plan.out
