@@ -17,7 +17,7 @@ import logging
 
 from ..registry import Registry
 from .plan import Plan
-from .session import Session, run_one
+from .session import Session, console, run_one
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class LocalExecutor(Executor):
         pending = plan.pending()
         for spec in plan.runs:
             if spec not in pending:
-                log.info("skip %s seed %d: finished", spec.name, spec.seed)
+                console(f"skip {spec.name} seed {spec.seed}: finished")
         if not pending:
             return  # nothing to do: no model is loaded
         session = Session(plan.suite, registry)

@@ -108,6 +108,16 @@ def train_summary(metrics: list[dict], steps: int) -> dict:
     }
 
 
+def console(line: str) -> None:
+    """One line for people on stderr (beside the progress bars, without breaking them), and in the log."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+    log.info(line)
+
+
 def reward_failures(metrics: list[dict]) -> dict[str, int]:
     """Samples on which each reward raised or timed out, over the whole run (0s left out)."""
     out: dict[str, int] = {}
@@ -172,8 +182,6 @@ def run_one(session: Session, out: Path, variant_name: str | None, seed: int, ba
     evals = run_evals(session, run_dir, seed, suite.train.steps if variant_name else 0)
     summary = dict(record, status="finished", train=train, eval=evals, run_wall_s=time.perf_counter() - t0)
     atomic_write_json(run_dir / "summary.json", summary)
-    from tqdm.auto import tqdm
-
-    tqdm.write(finished_line(name, seed, train, evals))
+    console(finished_line(name, seed, train, evals))
     if not suite.suite.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
