@@ -70,7 +70,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "grpo seed 0: pending" in out.stdout and "train.steps = 3  (default 10)" in out.stdout
     # 3 trained runs x 3 steps x 2 prompts x G = 4
-    assert "72 training samples (at most 864 generated tokens" in out.stdout
+    assert "72 training samples, first draws (at most 864 generated tokens)" in out.stdout
     assert not (tmp_path / "res").exists()
 
 

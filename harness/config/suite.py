@@ -199,10 +199,10 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
             raise err(f"variants[{i}].options", str(exc)) from None
         v.options = algo.config()["options"]  # resolved: every option with its value, defaults included
         try:
-            overrides = _build(TrainConfig, dict(v.train), f"variants[{i}].train")
+            variant_train = _build(TrainConfig, dict(v.train), f"variants[{i}].train")
         except SuiteError as exc:
             raise SuiteError(f"{path}: {exc}") from None
-        v.train = {k: getattr(overrides, k) for k in v.train}
+        v.train = {k: getattr(variant_train, k) for k in v.train}
         if "bf16_autocast" in v.train:
             v.train["bf16_autocast"] = resolve_bf16(v.train["bf16_autocast"], meta.device, err)
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")

@@ -108,17 +108,22 @@ def describe(plan: Plan, registry: Registry) -> str:
     for v in suite.variants:
         defaults = registry.get("algorithms", v.algorithm)().config()["options"]
         _diff(dict(v.options), defaults, f"variants.{v.name}", diffs)
+        _diff(dict(v.train or {}), {k: resolved["train"].get(k) for k in (v.train or {})}, f"variants.{v.name}.train", diffs)
     lines += diffs or ["  (none)"]
     tr, ev = suite.train, suite.eval
-    trained = [r for r in pending if r.variant is not None]
-    train_samples = len(trained) * tr.steps * tr.prompts_per_step * tr.group_size
+    train_samples = train_tokens = 0
+    for r in pending:
+        if r.variant is not None:  # a variant's own train settings replace the suite's
+            t = dataclasses.replace(tr, **dict(suite.variant(r.variant).train or {}))
+            n = t.steps * t.prompts_per_step * t.group_size
+            train_samples, train_tokens = train_samples + n, train_tokens + n * t.max_new_tokens
     eval_problems = 0
     for t in ev.benchmarks:
         n = len(registry.get("benchmarks", t.name).problems(t.split))
         eval_problems += min(n, t.limit) if t.limit else n
     eval_samples = len(pending) * eval_problems * (1 + ev.samples)
-    lines.append(f"cost of the pending runs: {train_samples} training samples (at most "
-                 f"{train_samples * tr.max_new_tokens} generated tokens, {tr.mu} optimizer steps per step), "
+    lines.append(f"cost of the pending runs: {train_samples} training samples, first draws (at most "
+                 f"{train_tokens} generated tokens), "
                  f"{eval_samples} evaluation samples (at most {eval_samples * ev.max_new_tokens} generated tokens)")
     lines.append("time is not estimated: it depends on the machine; measure one step with train.steps=1")
     return "\n".join(lines)
