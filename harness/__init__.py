@@ -18,3 +18,14 @@ PROJECT = "grpo_bench"
 
 #: Decorate a plugin's hook functions with this (``@hookimpl``).
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["hookimpl", "run_suite", "evaluate", "__version__"]
+
+
+def __getattr__(name):
+    """``grpo_bench.run_suite`` and ``grpo_bench.evaluate``, imported on first use (see :mod:`grpo_bench.api`)."""
+    if name in ("run_suite", "evaluate"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'grpo_bench' has no attribute {name!r}")

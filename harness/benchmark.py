@@ -29,7 +29,9 @@ class Problem:
     columns: dict[str, Any] = field(default_factory=dict)  # extra dataset columns for rewards
 
     def reward_columns(self) -> dict[str, Any]:
-        return {"answer": self.answer, **self.columns}
+        """Every column a reward receives: the reference answer under the three names TRL and verl
+        recipes use (``answer``, ``solution``, ``ground_truth``), then the benchmark's own columns."""
+        return {"answer": self.answer, "solution": self.answer, "ground_truth": self.answer, **self.columns}
 
 
 class Benchmark:
@@ -44,12 +46,28 @@ class Benchmark:
     prompt_template: ClassVar[str] = "{question}"
     #: The reward function (by registered name) that decides correctness in evaluation.
     eval_reward: ClassVar[str] = "math_verify"
+    #: How rewards see prompts and completions (TRL's two formats). True: the prompt is the chat
+    #: (``[{"role": ..., "content": ...}]``, system message included) and each completion is
+    #: ``[{"role": "assistant", "content": text}]``; False: the user message and the completion as
+    #: strings. The model always sees the chat template applied; this only decides the reward's view.
+    conversational: ClassVar[bool] = False
+    #: The hub dataset the same problems can be read from (``[suite] data = "hub"``), if any.
+    hub_dataset: ClassVar[str | None] = None
+
+    #: "bundled" or "hub": where :meth:`load_split` reads (set from the suite before loading).
+    data_source: str = "bundled"
 
     def __init__(self) -> None:
         self._cache: dict[str, list[Problem]] = {}
 
     def load_split(self, split: str) -> list[Problem]:
         raise NotImplementedError
+
+    def use_data(self, source: str) -> None:
+        """Read from ``source`` ("bundled" or "hub"); a benchmark without a hub dataset stays as it is."""
+        if source != self.data_source and self.hub_dataset:
+            self.data_source = source
+            self._cache.clear()
 
     def problems(self, split: str, limit: int | None = None) -> list[Problem]:
         if split not in self.splits:
@@ -67,8 +85,17 @@ class Benchmark:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return msgs + [{"role": "user", "content": problem.prompt}]
 
+    def reward_prompts(self, problems: list[Problem]) -> list[Any]:
+        """``prompts=`` for the rewards, in this benchmark's format (see :attr:`conversational`)."""
+        return [self.messages(p) if self.conversational else p.prompt for p in problems]
+
+    def reward_completions(self, texts: list[str]) -> list[Any]:
+        """``completions=`` for the rewards, in this benchmark's format (see :attr:`conversational`)."""
+        return [[{"role": "assistant", "content": t}] for t in texts] if self.conversational else list(texts)
+
     def describe(self) -> dict[str, Any]:
         return {
+            "conversational": self.conversational,
             "name": self.name,
             "prompt_template": self.prompt_template,
             "system_prompt": self.system_prompt,

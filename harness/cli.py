@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from pathlib import Path
 
@@ -14,14 +12,18 @@ from .errors import UserError
 def _cmd_run(args) -> int:
     from .config import load_suite
     from .execute import run_suite
-    from .registry import default_registry
-
     from .execute.executors import LocalExecutor, RunsFailed
     from .execute.plan import parse_shard
+    from .registry import default_registry
 
     registry = default_registry()
-    suite = load_suite(args.suite, registry)
+    suite = load_suite(args.suite, registry, args.set or [])
     shard = parse_shard(args.shard) if args.shard else None
+    if args.dry_run:
+        from .execute.plan import describe, make_plan
+
+        print(describe(make_plan(suite, registry, Path(args.results_dir), args.variant, shard), registry))
+        return 0
     if args.executor == "ray":
         from .execute.ray_executor import RayExecutor
 
@@ -32,7 +34,8 @@ def _cmd_run(args) -> int:
         executor = LocalExecutor()
     outcomes = []
     try:
-        out = run_suite(suite, registry, Path(args.results_dir), args.variant, executor, shard, outcomes)
+        out = run_suite(suite, registry, Path(args.results_dir), args.variant, executor, shard, outcomes,
+                        verbose=args.verbose)
     except RunsFailed as exc:
         print(f"grpo-bench: {exc}", file=sys.stderr)
         return 1
@@ -56,6 +59,7 @@ def _cmd_eval(args) -> int:
     from .config.suite import default_engine
     from .evaluation import evaluate
     from .execute.session import pick_device
+    from .hub import check_dataset, check_model
     from .io import atomic_write_json, write_jsonl
     from .models import eos_ids, load_policy
     from .registry import default_registry
@@ -63,6 +67,10 @@ def _cmd_eval(args) -> int:
 
     registry = default_registry()
     bench = registry.get("benchmarks", args.benchmark)
+    check_model(args.model)
+    bench.use_data(args.data)
+    if bench.data_source == "hub" and bench.hub_dataset:
+        check_dataset(args.benchmark, bench.hub_dataset)
     engine_cls = registry.get("engines", default_engine() if args.engine == "auto" else args.engine)
     options = parse_engine_options(args.engine_option or [])
     engine_cls.check_options(options)
@@ -135,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .report.runs import DEFAULT_TARGET
 
     p = argparse.ArgumentParser(prog="grpo-bench", description=__doc__)
+    p.add_argument("--verbose", action="store_true",
+                   help="show every library's INFO/WARNING lines on the console (they always go to the run's log file)")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train and evaluate every variant x seed of a suite, then print the leaderboard")
@@ -148,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: [suite] resources.gpus)")
     run.add_argument("--shard", metavar="I/N", help="run only the runs at positions I, I+N, ... of the plan "
                      "(shard 0 owns the base evaluation); finalise with `grpo-bench leaderboard DIR`")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a suite key before it is checked, e.g. train.steps=50 or "
+                          "variants.grpo.eps_high=0.28 (values are TOML; repeatable; recorded in the provenance)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the runs, the settings that differ from the defaults and the cost; write nothing")
     run.set_defaults(fn=_cmd_run)
 
     ev = sub.add_parser("eval", help="evaluate one model on one benchmark")
@@ -166,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dtype", default="float32")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--out", help="write the summary JSON here (records beside it)")
+    ev.add_argument("--data", default="bundled", choices=["bundled", "hub"], help="benchmark data source")
     ev.set_defaults(fn=_cmd_eval)
 
     lb = sub.add_parser("leaderboard", help="rebuild leaderboard.md/.csv/.json/.html and plots/ of a suite's results")
@@ -187,10 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if os.environ.get("GRPO_BENCH_HUB") != "1":  # no network here: fail fast instead of retrying the hub
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.INFO, format="[grpo-bench] %(levelname)s %(name)s: %(message)s")
+    from .execute.logs import setup_console
+
     args = build_parser().parse_args(argv)
+    setup_console(args.verbose)
     try:
         return args.fn(args)
     except UserError as exc:

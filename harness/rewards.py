@@ -1,14 +1,25 @@
 """The reward contract and the scoring layer that never hangs and never lies.
 
-Contract (the same as TRL's reward functions, so theirs plug in unchanged)::
+Contract (the same as TRL's GRPOTrainer reward functions, so theirs plug in unchanged). A reward
+is called with keyword arguments only, on a batch of samples::
 
-    def my_reward(prompts, completions, **dataset_columns) -> list[float | None]:
+    def my_reward(completions, **kwargs) -> list[float | None]:
         ...
 
-``prompts`` and ``completions`` are lists of strings (or, for chat data, lists of
-``{"role", "content"}`` messages); every column of the dataset row arrives as a keyword argument
-holding one value per sample (e.g. ``answer=["72", "5"]``). Return one float per sample, or
-``None`` where the reward does not apply. Accept ``**kwargs`` so new columns do not break you.
+    my_reward(prompts=[...], completions=[...], completion_ids=[[...], ...], trainer_state=state,
+              answer=[...], solution=[...], ground_truth=[...], <every other dataset column>=[...])
+
+- ``prompts``, ``completions``: one entry per sample. Strings for a standard benchmark; for a
+  conversational one (``Benchmark.conversational``), the prompt is the chat (a list of
+  ``{"role", "content"}`` messages) and each completion is ``[{"role": "assistant", "content": text}]``
+  (TRL's rule: conversational prompts give conversational completions).
+- ``completion_ids``: the sampled token ids of each completion (EOS included when generated).
+- ``trainer_state``: a :class:`TrainerState` (``global_step``, ``max_steps``, ``epoch``), shared by the batch.
+- every dataset column by name, one value per sample; the reference answer is in ``answer``,
+  ``solution`` and ``ground_truth`` (the names TRL and verl recipes use).
+
+Return one float per sample, or ``None`` where the reward does not apply. Accept ``**kwargs`` so
+new columns do not break you.
 
 Worked example::
 
@@ -17,8 +28,9 @@ Worked example::
 
     ends_politely(["Hi"], ["Sure. Thanks!"])   # -> [1.0]
 
-:class:`grpo_bench.scoring.RewardScorer` calls each reward once per sample in a worker process with a wall-clock
-limit. A call that raises, times out, or returns something that is not a number or ``None`` is
+:class:`grpo_bench.scoring.RewardScorer` calls each reward on the batch (one chunk per worker process)
+with a wall-clock limit of ``reward_timeout_s`` per sample; a chunk that fails is retried one sample
+at a time, so a failure is pinned to its sample. A call that raises, times out, or returns something that is not a number or ``None`` is
 an *error*: counted per reward, logged with its sample, and scored as ``None`` for that
 function. A sample's total is the weighted sum of the values that are not ``None``; a sample
 with no value at all scores 0.0 (documented option ``missing_total``).
@@ -26,9 +38,24 @@ with no value at all scores 0.0 (documented option ``missing_total``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 STATUSES = ("ok", "none", "error", "timeout")
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """What ``trainer_state=`` holds (attribute names as in transformers' ``TrainerState``).
+
+    ``global_step``: optimizer steps done before this batch (0 at the first step; in evaluation,
+    the steps the model was trained for); ``max_steps``: the run's ``train.steps`` (0 for the base
+    model); ``epoch``: prompts drawn so far / prompts in the training split (fractional).
+    """
+
+    global_step: int = 0
+    max_steps: int = 0
+    epoch: float = 0.0
 
 
 def completion_text(completion: Any) -> str:

@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-
 from grpo_bench.config import load_suite
 from grpo_bench.errors import UserError
 from grpo_bench.execute import LocalExecutor, make_plan, run_suite

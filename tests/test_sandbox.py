@@ -301,7 +301,7 @@ def test_code_benchmarks_load_with_authors_splits():
     he = HumanEval().problems("test")
     assert len(he) == 164 and "```python" in he[0].prompt
     for p in (he[0], mbpp.problems("test")[0]):
-        assert set(p.reward_columns()) == {"answer", "tests", "entry_point", "setup_code", "program_prefix"}
+        assert set(p.reward_columns()) == {"answer", "solution", "ground_truth", "tests", "entry_point", "setup_code", "program_prefix"}
     assert "assert " in mbpp.problems("test")[0].prompt  # the usual MBPP spec shows the asserts
 
 

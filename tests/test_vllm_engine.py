@@ -73,3 +73,21 @@ def test_same_seed_same_samples(setup):
     ids = lambda out: [[x.token_ids for x in g] for g in out]  # noqa: E731
     assert ids(a) == ids(b)
     assert ids(a) != ids(c)
+
+
+def test_weights_are_pushed_in_the_engines_dtype(setup, monkeypatch):
+    """fp32 trainer weights go to a bf16 engine already as bf16 (vLLM would otherwise warn per tensor:
+    "Attempted to load weight ... float32 into bfloat16")."""
+    model, tok, engine = setup
+    assert engine.dtype == torch.float32  # read back from the running engine
+    seen = []
+
+    def record(method, kwargs):
+        seen.extend((name, t.dtype) for name, t in kwargs["weights_iterator"])
+
+    monkeypatch.setattr(engine, "dtype", torch.bfloat16)
+    monkeypatch.setattr(engine.llm, "collective_rpc", record)
+    monkeypatch.setattr(engine.llm, "reset_prefix_cache", lambda: None)
+    engine.sync_weights(model)
+    assert seen and {d for _, d in seen} == {torch.bfloat16}
+    assert "lm_head.weight" in dict(seen)

@@ -79,6 +79,7 @@ class SuiteMeta:
     # What one run asks of a Ray cluster (``--executor ray``): CPUs, and GPUs ("auto": 1 when the cluster has
     # GPUs and device is not "cpu", else 0). Execution only: not in the config hash, never changes a number.
     resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": "auto"})
+    data: str = "bundled"  # "bundled": the copies in grpo_bench/data; "hub": the hub datasets (needs the hub)
 
 
 @dataclass
@@ -127,11 +128,14 @@ class Suite:
     train: TrainSection
     eval: EvalSection
     variants: list[Variant]
+    #: the ``--set`` items applied (recorded in the provenance; their values are in the resolved config)
+    overrides: list[str] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The suite as plain data (what gets hashed and recorded with every result)."""
         d = dataclasses.asdict(self)
         d.pop("path")
+        d.pop("overrides")
         return d
 
     def variant(self, name: str) -> Variant:

@@ -97,8 +97,56 @@ def check_lora(options: dict) -> dict:
     return out
 
 
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.steps=50"`` -> (["train", "steps"], 50). The value is TOML (``0.28``, ``true``,
+    ``"text"``, ``[1, 2]``); a value that is not TOML is taken as a bare string."""
+    key, sep, value = item.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not sep or not all(parts):
+        raise SuiteError(f"--set {item!r}: expected SECTION.KEY=VALUE (e.g. train.steps=50)")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return parts, parsed
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``--set`` overrides to the raw TOML data (before any check, so they are checked alike).
+
+    ``variants.NAME.KEY`` addresses the variant named NAME (or, unnamed, whose algorithm is NAME;
+    ``*``: every variant); KEY is ``algorithm``, ``name``, ``train.X`` (the variant's own train setting) or an algorithm
+    option (``options.`` may be written or left out)."""
+    for item in overrides:
+        parts, value = parse_override(item)
+        if parts[0] == "variants":
+            if len(parts) < 3:
+                raise SuiteError(f"--set {item!r}: expected variants.NAME.KEY=VALUE")
+            chosen = [v for v in data.get("variants", []) if isinstance(v, dict)
+                      and (parts[1] == "*" or (v.get("name") or v.get("algorithm")) == parts[1])]
+            if not chosen:
+                names = [v.get("name") or v.get("algorithm") for v in data.get("variants", []) if isinstance(v, dict)]
+                raise SuiteError(f"--set {item!r}: no variant {parts[1]!r} (variants: {', '.join(map(str, names))})")
+            rest = parts[2:]
+            if rest[0] not in ("algorithm", "name", "options", "train"):
+                rest = ["options", *rest]
+            for v in chosen:
+                _set(v, rest, value, item)
+        else:
+            _set(data, parts, value, item)
+    return data
+
+
+def _set(table: dict, parts: list[str], value: Any, item: str) -> None:
+    for p in parts[:-1]:
+        table = table.setdefault(p, {})
+        if not isinstance(table, dict):
+            raise SuiteError(f"--set {item!r}: {p} is not a table")
+    table[parts[-1]] = value
+
+
+def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Suite:
+    """Load, override (``--set`` items, applied before validation) and check a suite file."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: file not found")
@@ -106,6 +154,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
+    data = apply_overrides(data, list(overrides or []))
 
     def err(key: str, msg: str) -> SuiteError:
         return SuiteError(f"{path}: {key}: {msg}")
@@ -138,6 +187,8 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
                                                          or value < 0 or (key == "cpus" and value == 0)):
             want = "a number > 0" if key == "cpus" else 'a number >= 0 or "auto"'
             raise err(f"suite.resources.{key}", f"expected {want}, got {value!r}")
+    if meta.data not in ("bundled", "hub"):
+        raise err("suite.data", f"expected \"bundled\" or \"hub\", got {meta.data!r}")
     if meta.engine == "auto":
         meta.engine = default_engine()
     engine_cls = _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
@@ -185,10 +236,10 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise err(f"variants[{i}].options", str(exc)) from None
         v.options = algo.config()["options"]  # resolved: every option with its value, defaults included
         try:
-            overrides = _build(TrainConfig, dict(v.train), f"variants[{i}].train")
+            variant_train = _build(TrainConfig, dict(v.train), f"variants[{i}].train")
         except SuiteError as exc:
             raise SuiteError(f"{path}: {exc}") from None
-        v.train = {k: getattr(overrides, k) for k in v.train}
+        v.train = {k: getattr(variant_train, k) for k in v.train}
         if "bf16_autocast" in v.train:
             v.train["bf16_autocast"] = resolve_bf16(v.train["bf16_autocast"], meta.device, err)
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
@@ -196,7 +247,9 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
         raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
-    return Suite(path, meta, train, ev, variants)
+    suite = Suite(path, meta, train, ev, variants)
+    suite.overrides = list(overrides or [])
+    return suite
 
 
 def resolve_bf16(value: bool | str, device: str, err) -> bool:

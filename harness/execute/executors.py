@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..registry import Registry
 from .plan import Plan, RunSpec
-from .session import FINISHED, Session, run_one
+from .session import FINISHED, Session, console, run_one
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class LocalExecutor(Executor):
         pending = plan.pending()
         outcomes = {spec: Outcome(spec, FINISHED) for spec in plan.runs if spec not in pending}
         for spec in outcomes:
-            log.info("skip %s seed %d: finished", spec.name, spec.seed)
+            console(f"skip {spec.name} seed {spec.seed}: finished")
         if pending:  # else no model is loaded
             session = Session(plan.suite, registry)
             try:

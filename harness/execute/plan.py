@@ -83,6 +83,7 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
         unknown = [n for n in only if n not in names]
         if unknown:
             raise UserError(f"--variant {unknown[0]!r}: not in suite (variants: {', '.join(names)})")
+    resolve_inputs(suite, registry)
     runs = [RunSpec(None, suite.suite.seeds[0])]
     runs += [RunSpec(v.name, seed) for v in suite.variants if not only or v.name in only for seed in suite.suite.seeds]
     if shard is not None:
@@ -90,7 +91,7 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
     out = Path(results_root) / suite.suite.name
     resolved = suite.resolved()
     record = {"suite": suite.suite.name, "config": resolved, "config_hash": config_hash(shared_config(resolved)),
-              "provenance": provenance(),
+              "provenance": provenance() | {"overrides": list(suite.overrides)},
               "benchmarks": {t.name: registry.get("benchmarks", t.name).describe() for t in suite.eval.benchmarks}}
     return Plan(suite, out, runs, record)
 
@@ -107,6 +108,69 @@ def check_finished(plan: Plan) -> None:
         if old is not None and json.loads(json.dumps(old, default=str)) != json.loads(json.dumps(new, default=str)):
             raise UserError(f"{spec.run_dir(plan.out)} was trained with variant {spec.variant!r} = {old}, the suite now "
                             f"defines {new}; rename the variant or move that run away")
+def resolve_inputs(suite: Suite, registry: Registry) -> None:
+    """The model and every benchmark's data source, checked before anything is written: a hub id
+    that cannot be reached is a one-line UserError here, not a traceback after the first file."""
+    import os
+
+    from ..hub import check_dataset, check_model
+
+    check_model(suite.suite.model)
+    for name in [suite.train.benchmark, *(t.name for t in suite.eval.benchmarks)]:
+        bench = registry.get("benchmarks", name)
+        bench.use_data(suite.suite.data)
+        if bench.hub_dataset and (bench.data_source == "hub" or os.environ.get("GRPO_BENCH_HUB") == "1"):
+            check_dataset(name, bench.hub_dataset)
+
+
+def _diff(value, default, prefix: str, out: list[str]) -> None:
+    if isinstance(value, dict) and isinstance(default, dict):
+        for k in value:
+            _diff(value[k], default.get(k), f"{prefix}.{k}" if prefix else k, out)
+    elif value != default:
+        out.append(f"  {prefix} = {json.dumps(value, default=str)}  (default {json.dumps(default, default=str)})")
+
+
+def describe(plan: Plan, registry: Registry) -> str:
+    """The plan as text for ``--dry-run``: runs, what differs from the defaults, and the cost bound."""
+    import dataclasses
+
+    from ..config.schema import EvalSection, SuiteMeta, TrainSection
+
+    suite = plan.suite
+    lines = [f"suite {suite.suite.name}: {len(plan.runs)} runs -> {plan.out}"]
+    pending = plan.pending()
+    for r in plan.runs:
+        lines.append(f"  {r.name} seed {r.seed}: {'pending' if r in pending else 'finished (skipped)'}")
+    if suite.overrides:
+        lines.append("overrides: " + " ".join(suite.overrides))
+    lines.append("settings that differ from the defaults:")
+    diffs: list[str] = []
+    resolved = plan.record["config"]
+    for key, cls in (("suite", SuiteMeta), ("train", TrainSection), ("eval", EvalSection)):
+        _diff(resolved[key], dataclasses.asdict(cls()), key, diffs)
+    for v in suite.variants:
+        defaults = registry.get("algorithms", v.algorithm)().config()["options"]
+        _diff(dict(v.options), defaults, f"variants.{v.name}", diffs)
+        _diff(dict(v.train or {}), {k: resolved["train"].get(k) for k in (v.train or {})}, f"variants.{v.name}.train", diffs)
+    lines += diffs or ["  (none)"]
+    tr, ev = suite.train, suite.eval
+    train_samples = train_tokens = 0
+    for r in pending:
+        if r.variant is not None:  # a variant's own train settings replace the suite's
+            t = dataclasses.replace(tr, **dict(suite.variant(r.variant).train or {}))
+            n = t.steps * t.prompts_per_step * t.group_size
+            train_samples, train_tokens = train_samples + n, train_tokens + n * t.max_new_tokens
+    eval_problems = 0
+    for t in ev.benchmarks:
+        n = len(registry.get("benchmarks", t.name).problems(t.split))
+        eval_problems += min(n, t.limit) if t.limit else n
+    eval_samples = len(pending) * eval_problems * (1 + ev.samples)
+    lines.append(f"cost of the pending runs: {train_samples} training samples, first draws (at most "
+                 f"{train_tokens} generated tokens), "
+                 f"{eval_samples} evaluation samples (at most {eval_samples * ev.max_new_tokens} generated tokens)")
+    lines.append("time is not estimated: it depends on the machine; measure one step with train.steps=1")
+    return "\n".join(lines)
 
 
 def stamp(plan: Plan) -> None:

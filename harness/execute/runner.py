@@ -15,6 +15,7 @@ from ..config.schema import Suite
 from ..registry import Registry
 from ..report import write_leaderboard
 from .executors import FAILED, Executor, LocalExecutor, Outcome, RunsFailed
+from .logs import log_to
 from .plan import make_plan, stamp
 from .session import LOCKED
 
@@ -23,13 +24,14 @@ log = logging.getLogger(__name__)
 
 def run_suite(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None,
               executor: Executor | None = None, shard: tuple[int, int] | None = None,
-              outcomes: list[Outcome] | None = None) -> Path | None:
+              outcomes: list[Outcome] | None = None, verbose: bool = False) -> Path | None:
     """Returns the suite's results folder when the leaderboard was written, None when it was left to
     ``grpo-bench leaderboard`` (a shard, or runs held by another process). ``outcomes``, when given,
     receives one :class:`Outcome` per planned run. Raises :class:`RunsFailed` naming each failed run."""
     plan = make_plan(suite, registry, results_root, only, shard)
     stamp(plan)
-    done = (executor or LocalExecutor()).execute(plan, registry)
+    with log_to(plan.out / "grpo-bench.log", verbose):
+        done = (executor or LocalExecutor()).execute(plan, registry)
     if outcomes is not None:
         outcomes.extend(done)
     failed = [o for o in done if o.status == FAILED]
@@ -41,5 +43,6 @@ def run_suite(suite: Suite, registry: Registry, results_root: Path, only: list[s
         log.warning("%s (another process owns it)", o.line())
     if shard is not None or locked:
         return None
-    write_leaderboard(plan.out)
+    with log_to(plan.out / "grpo-bench.log", verbose):
+        write_leaderboard(plan.out)
     return plan.out

@@ -21,6 +21,7 @@ from ..evaluation import evaluate
 from ..io import atomic_write_json, write_jsonl
 from ..models import eos_ids, load_policy
 from ..registry import Registry
+from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from ..training import Trainer
 from .locks import LOCK_NAME, run_lock
@@ -71,7 +72,7 @@ def eval_config(suite: Suite, seed: int) -> EvalConfig:
     return EvalConfig(ev.max_new_tokens, ev.samples, ev.temperature, ev.batch_size, seed)
 
 
-def run_evals(session: Session, run_dir: Path, seed: int) -> dict:
+def run_evals(session: Session, run_dir: Path, seed: int, steps: int = 0) -> dict:
     out = {}
     for target in session.suite.eval.benchmarks:
         key = f"{target.name}-{target.split}"
@@ -83,7 +84,7 @@ def run_evals(session: Session, run_dir: Path, seed: int) -> dict:
         bench = session.registry.get("benchmarks", target.name)
         scorer = session.scorer([bench.eval_reward])
         summary, records = evaluate(session.engine, session.tokenizer, bench, target.split, target.limit or None,
-                                    scorer, eval_config(session.suite, seed))
+                                    scorer, eval_config(session.suite, seed), TrainerState(steps, steps))
         write_jsonl(run_dir / "eval" / f"{key}.records.jsonl", records)
         atomic_write_json(summary_path, summary)
         log.info("%s %s: pass@1 = %.3f (n = %d)", run_dir.name, key, summary["pass@1"], summary["n"])
@@ -104,7 +105,45 @@ def train_summary(metrics: list[dict], steps: int) -> dict:
         "generated_tokens": sum(r["generated_tokens"] for r in metrics),
         "response_length_mean": sum(r["response_length_mean"] for r in metrics) / len(metrics),
         "wall_s": metrics[-1]["elapsed_s"],
+        "reward_failures": reward_failures(metrics),
     }
+
+
+def console(line: str) -> None:
+    """One line for people on stderr (beside the progress bars, without breaking them), and in the log."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+    log.info(line)
+
+
+def reward_failures(metrics: list[dict]) -> dict[str, int]:
+    """Samples on which each reward raised or timed out, over the whole run (0s left out)."""
+    out: dict[str, int] = {}
+    for row in metrics:
+        for key, value in row.items():
+            if key.startswith(("reward_error/", "reward_timeout/")) and value:
+                name = key.split("/", 1)[1]
+                out[name] = out.get(name, 0) + int(value)
+    return out
+
+
+def finished_line(name: str, seed: int, train: dict, evals: dict) -> str:
+    """The one console line for a finished run (reward failures are never silent)."""
+    parts = [f"{k} pass@1 {v['pass@1']:.3f}" for k, v in evals.items()]
+    if train:
+        parts.insert(0, f"train reward {train['reward_first']:.3f} -> {train['reward_last_quarter']:.3f}")
+        fails = train.get("reward_failures") or {}
+        if fails:
+            parts.append("REWARD FAILURES: " + ", ".join(f"{k} failed on {v} of {train['samples']} samples"
+                                                         for k, v in fails.items()))
+    for k, v in evals.items():
+        bad = v.get("reward_counts", {}).get("error", 0) + v.get("reward_counts", {}).get("timeout", 0)
+        if bad:
+            parts.append(f"REWARD FAILURES in {k}: {bad}")
+    return f"finished {name} seed {seed}: " + "; ".join(parts)
 
 
 #: What :func:`run_one` reports: it ran the run to its end, found it finished, or found it owned by another process.
@@ -167,12 +206,13 @@ def _run_owned(session: Session, run_dir: Path, variant_name: str | None, seed: 
                           bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward)
         train = train_summary(trainer.train(), tr.steps)
     try:
-        evals = run_evals(session, run_dir, seed)  # with the adapters still in place
+        evals = run_evals(session, run_dir, seed, suite.train.steps if variant_name else 0)  # with the adapters still in place
     finally:
         if adapted is not None:
             lora.unwrap(adapted)
             session.model.requires_grad_(True)
     summary = dict(record, status="finished", train=train, eval=evals, run_wall_s=time.perf_counter() - t0)
     atomic_write_json(run_dir / "summary.json", summary)
+    console(finished_line(name, seed, train, evals))
     if not suite.suite.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)

@@ -5,22 +5,27 @@ thread only), so a reward call runs in a separate process. A call that overruns 
 its worker killed (and replaced); a worker that dies is reported as an error. Neither stops the
 batch: every call gets an :class:`Outcome`.
 
-Callables must be picklable by reference (module-level functions). Unpicklable ones (lambdas,
-closures) fall back to ``inline`` mode: a daemon thread whose result is abandoned on timeout,
-which bounds the *wait* but cannot stop the computation.
+Workers are plain subprocesses started from a fixed entry point (:mod:`grpo_bench.scoring.worker`),
+so a user's script is never re-imported in them (no ``__main__`` guard is needed). Calls travel with
+cloudpickle: module-level functions by reference, functions of a script or notebook (and lambdas)
+by value. A call that cannot be pickled at all falls back to ``inline`` mode: a daemon thread whose
+result is abandoned on timeout, which bounds the *wait* but cannot stop the computation.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import pickle
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any, Callable
+
+import cloudpickle
 
 
 @dataclass
@@ -34,57 +39,50 @@ class Outcome:
 Call = tuple[Callable, tuple, dict]
 
 
-def _worker_main(conn: Connection) -> None:
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        fn, args, kwargs = task
-        try:
-            conn.send(("ok", fn(*args, **kwargs), ""))
-        except BaseException as exc:  # report everything, including SystemExit from user code
-            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            try:
-                conn.send(("error", None, tb))
-            except Exception:
-                return
-
-
 class _Worker:
-    def __init__(self, ctx):
-        parent, child = ctx.Pipe()
-        self.conn = parent
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.proc.start()
+    """One worker subprocess and its end of a duplex pipe."""
+
+    def __init__(self):
+        parent, child = Pipe(duplex=True)
+        fd = child.fileno()
+        self.proc = subprocess.Popen([sys.executable, "-m", "grpo_bench.scoring.worker", str(fd)],
+                                     pass_fds=(fd,), stdin=subprocess.DEVNULL)
         child.close()
+        self.conn = parent
+        self.conn.send_bytes(pickle.dumps(list(sys.path)))
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll()
 
     def kill(self) -> None:
         try:
             self.proc.kill()
         finally:
-            self.proc.join(timeout=5)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             self.conn.close()
 
 
 class WorkerPool:
     """A fixed number of worker processes; ``run`` maps calls onto them with a per-call limit."""
 
-    def __init__(self, workers: int = 1, timeout_s: float = 10.0, start_method: str = "spawn"):
+    def __init__(self, workers: int = 1, timeout_s: float = 10.0):
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.size = workers
         self.timeout_s = timeout_s
-        self._ctx = mp.get_context(start_method)
         self._workers: list[_Worker] = []
 
     def _ensure(self) -> None:
         while len(self._workers) < self.size:
-            self._workers.append(_Worker(self._ctx))
+            self._workers.append(_Worker())
 
-    def run(self, calls: list[Call]) -> list[Outcome]:
+    def run(self, calls: list[Call], limits: list[float] | None = None) -> list[Outcome]:
+        """One :class:`Outcome` per call; ``limits`` (seconds per call) default to ``timeout_s``."""
+        limits = limits or [self.timeout_s] * len(calls)
         outcomes: list[Outcome | None] = [None] * len(calls)
         pending = deque(range(len(calls)))
         if not pending:
@@ -97,16 +95,17 @@ class WorkerPool:
                 worker = idle.pop()
                 i = pending.popleft()
                 try:
-                    worker.conn.send(calls[i])  # pickled before anything is written
-                except (pickle.PicklingError, AttributeError, TypeError):  # a lambda or closure
-                    outcomes[i] = run_inline(calls[i], self.timeout_s)
+                    payload = cloudpickle.dumps(calls[i])
+                except Exception:  # cannot be pickled even by value (e.g. holds a lock)
+                    outcomes[i] = run_inline(calls[i], limits[i])
                     idle.append(worker)
                     continue
+                worker.conn.send_bytes(payload)
                 busy[worker.conn] = (worker, i, time.monotonic())
             if not busy:
                 continue
             now = time.monotonic()
-            next_deadline = min(start + self.timeout_s for _, _, start in busy.values())
+            next_deadline = min(start + limits[i] for _, i, start in busy.values())
             ready = wait(list(busy), timeout=max(0.0, next_deadline - now))
             now = time.monotonic()
             for conn in ready:
@@ -116,23 +115,23 @@ class WorkerPool:
                     outcomes[i] = Outcome(status, value, message, now - start)
                     idle.append(worker)
                 except (EOFError, OSError):
-                    code = worker.proc.exitcode
+                    code = worker.exitcode
                     worker.kill()
                     self._replace(worker)
                     idle.append(self._workers[-1])
                     outcomes[i] = Outcome("error", message=f"worker process died (exit code {code})", seconds=now - start)
             for conn, (worker, i, start) in list(busy.items()):
-                if now - start >= self.timeout_s:
+                if now - start >= limits[i]:
                     busy.pop(conn)
                     worker.kill()
                     self._replace(worker)
                     idle.append(self._workers[-1])
-                    outcomes[i] = Outcome("timeout", message=f"exceeded {self.timeout_s:g} s", seconds=now - start)
+                    outcomes[i] = Outcome("timeout", message=f"exceeded {limits[i]:g} s", seconds=now - start)
         return outcomes  # type: ignore[return-value]
 
     def _replace(self, dead: _Worker) -> None:
         self._workers.remove(dead)
-        self._workers.append(_Worker(self._ctx))
+        self._workers.append(_Worker())
 
     def close(self) -> None:
         for worker in self._workers:
@@ -140,9 +139,11 @@ class WorkerPool:
                 worker.conn.send(None)
             except Exception:
                 pass
-            worker.proc.join(timeout=2)
-            if worker.proc.is_alive():
-                worker.kill()
+            try:
+                worker.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            worker.kill()
         self._workers.clear()
 
     def __enter__(self):

@@ -16,6 +16,7 @@ from typing import Any
 from ..config.suite import check_lora
 from ..errors import UserError
 
+
 def wrap(model, options: dict):
     """The model with LoRA adapters injected (in place; peft's PeftModel around it)."""
     try:

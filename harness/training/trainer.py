@@ -22,6 +22,7 @@ from ..config.schema import TrainConfig
 from ..engine import RolloutEngine, SamplingConfig
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..provenance import bf16_support
+from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from .policy import completion_logprobs, make_micro_batches
 
@@ -171,8 +172,12 @@ class Trainer:
                 cfg.max_new_tokens, cfg.temperature, G, draw_seed(self.seed, step, draw), cfg.generation_batch_size))
             t1 = time.perf_counter()
             flat = [(p, c) for p, group in zip(problems, groups) for c in group]
-            scored = self.scorer.score([p.prompt for p, _ in flat], [c.text for _, c in flat],
-                                       reward_columns([p for p, _ in flat]))
+            fp = [p for p, _ in flat]
+            state = TrainerState(global_step=step, max_steps=cfg.steps,
+                                 epoch=step * cfg.prompts_per_step / len(self.problems))
+            scored = self.scorer.score(self.benchmark.reward_prompts(fp),
+                                       self.benchmark.reward_completions([c.text for _, c in flat]),
+                                       reward_columns(fp), [list(c.token_ids) for _, c in flat], state)
             ro.gen_s += t1 - t0
             ro.score_s += time.perf_counter() - t1
             ro.generated_tokens += sum(len(c.token_ids) for _, c in flat)

