@@ -1,5 +1,5 @@
-"""Running untrusted generated code: see :mod:`.namespaces`."""
+"""Running untrusted generated code: see :mod:`.runner` and ``docs/sandbox.md``."""
 
-from .namespaces import Limits, Result, isolation, run_tests
+from .runner import Limits, Result, SandboxUnavailable, describe, mode, run_tests
 
-__all__ = ["Limits", "Result", "isolation", "run_tests"]
+__all__ = ["Limits", "Result", "SandboxUnavailable", "describe", "mode", "run_tests"]

@@ -1,7 +1,8 @@
 """HumanEval and MBPP from the copies bundled under ``harness/data`` (package data ``grpo_bench/data``) (see its README).
 
 Both are graded by the ``code_tests`` reward; every problem carries the same reward columns:
-``tests`` (assert code), ``entry_point`` (HumanEval: the function ``check`` is called with),
+``tests`` (assert code), ``entry_point`` (HumanEval: the function ``check`` is called with; MBPP:
+the function the tests call, see :func:`mbpp_entry_point`),
 ``setup_code`` (MBPP's ``test_setup_code``, run after the program) and ``program_prefix``
 (HumanEval's prompt, run before the program so that its imports and helper functions exist).
 The ``answer`` column is the reference solution (not used for grading).
@@ -14,6 +15,8 @@ small models make the usual 3-shot prompt (about 600 tokens) a poor trade.
 """
 
 from __future__ import annotations
+
+import ast
 
 from grpo_bench import hookimpl
 from grpo_bench.benchmark import Benchmark, Problem, read_bundled
@@ -59,9 +62,23 @@ class MBPP(Benchmark):
             tests = "\n".join(row["test_list"])
             question = f"{row['text']} Your code should pass these tests:\n\n{tests}\n"
             out.append(Problem(f"mbpp/{row['task_id']}", self.render(question), row["code"],
-                               {"tests": tests, "entry_point": "", "setup_code": row["test_setup_code"],
+                               {"tests": tests, "entry_point": mbpp_entry_point(row["code"], tests),
+                                "setup_code": row["test_setup_code"],
                                 "program_prefix": ""}))
         return out
+
+
+def mbpp_entry_point(reference: str, tests: str) -> str:
+    """The first function the tests call that the reference solution defines ("" if none).
+
+    The judge treats the entry point as the program's even when it shadows a built-in (MBPP 126
+    asks for a function named ``sum``); every other built-in name in the tests stays the real one.
+    """
+    defined = {n.name for n in ast.parse(reference).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    for node in ast.walk(ast.parse(tests)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in defined:
+            return node.func.id
+    return ""
 
 
 @hookimpl

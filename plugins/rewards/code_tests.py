@@ -2,17 +2,22 @@
 
 The program is the last fenced ```python block of the completion, else the last fenced block of
 any language, else the raw text (an unclosed fence at the end, a truncated generation, counts as a
-block). It runs in :mod:`grpo_bench.sandbox` as::
+block). It runs in :mod:`grpo_bench.sandbox` (``docs/sandbox.md``): inside bubblewrap, the sandbox runs::
 
     program_prefix      # optional: e.g. HumanEval's prompt, so its imports and helpers exist
     <program>
-    setup_code          # optional: MBPP's test_setup_code
-    tests               # asserts; with entry_point set and a ``def check(`` in the tests,
-    check(<entry_point>)  # HumanEval style, the call is appended
+    setup_code          # optional: MBPP's test_setup_code (it builds inputs from the program's classes)
 
-1.0 when everything ran without an exception (the sandbox's nonce-tagged verdict), 0.0 when a test
-failed, the program crashed, or it overran its time limit; ``None`` with a logged reason when the
-sample has no tests (the reward does not apply) or the sandbox itself failed (e.g. could not start).
+and a trusted judge process outside runs ``program_prefix`` (benchmark code: helpers some tests
+call) and then ``tests``, calling the program's functions through proxies that only pass plain
+data; with ``entry_point`` set and a ``def check(`` in the tests (HumanEval), it calls
+``check(<entry_point>)``.
+
+1.0 when the tests finished without an exception, 0.0 when a test failed, the program crashed,
+returned something that is not plain data, or overran its time limit; ``None`` with a logged reason
+when the sample has no tests (the reward does not apply) or the judge itself failed. Where
+bubblewrap cannot run the reward raises :class:`grpo_bench.sandbox.SandboxUnavailable` for every
+sample (an error in the scorer's counts) unless ``GRPO_BENCH_SANDBOX=weak`` is set.
 Optional per-sample column ``time_limit_s`` (default :data:`WALL_S`); keep it below the scorer's
 reward timeout so that a slow program is a 0.0 rather than a timeout of the whole call.
 """
@@ -42,14 +47,6 @@ def extract_program(text: str) -> str:
     return blocks[-1][1] if blocks else text
 
 
-def build_tests(tests: str, entry_point: str | None = None, setup_code: str | None = None) -> str:
-    """Setup code, the tests, and ``check(entry_point)`` where the tests define ``check``."""
-    parts = [setup_code or "", tests]
-    if entry_point and re.search(r"^def check\(", tests, re.M):
-        parts.append(f"check({entry_point})")
-    return "\n".join(parts) + "\n"
-
-
 def score_one(completion, tests, entry_point=None, setup_code=None, program_prefix=None,
               time_limit_s=None) -> float | None:
     """The reward for one completion (see the module docstring)."""
@@ -58,10 +55,10 @@ def score_one(completion, tests, entry_point=None, setup_code=None, program_pref
     program = extract_program(completion_text(completion))
     if program_prefix:
         program = f"{program_prefix}\n\n{program}"
-    result = run_tests(program, build_tests(tests, entry_point, setup_code),
-                       Limits(wall_s=float(time_limit_s or WALL_S)))
+    result = run_tests(program, tests, entry_point=entry_point or None, setup_code=setup_code or "",
+                       trusted_prefix=program_prefix or "", limits=Limits(wall_s=float(time_limit_s or WALL_S)))
     if result.status == "error":
-        log.warning("code_tests: sandbox failed, scoring None: %s", result.reason)
+        log.warning("code_tests: judge failed, scoring None: %s", result.reason)
         return None
     return 1.0 if result.passed else 0.0
 

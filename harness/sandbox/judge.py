@@ -1,0 +1,290 @@
+"""The trusted test process: runs the benchmark's tests against proxies of the sandboxed program.
+
+Sent as text (``wire.py``'s source, then this file's) to the harness's interpreter (``-I -B -c``),
+standard library only, in its own session with a wall-clock limit enforced by :mod:`.runner`.
+It starts the sandbox (the command it is given: bubblewrap around :mod:`.server`), then runs the
+tests here, where the program cannot reach: a name the tests use that the program defines is a
+:class:`Remote` whose calls send plain-data arguments and get plain-data results back (see
+:mod:`.wire`), rebuilt here before any comparison. Everything the tests compare, and the verdict,
+is computed in this process; the program's only influence is the data it returns.
+
+A *fault* (the program crashed or was killed, overran the time limit, returned something that is
+not plain data, broke the protocol) raises :class:`Fault`, a ``BaseException`` so that a test's
+``except Exception`` cannot swallow it, and is recorded: a run with a fault never passes, even if
+the test code caught it. An exception the program raised is re-raised here as the built-in
+exception of that name (``ValueError``...), or :class:`RemoteError` for other names, so that tests
+expecting an exception still work; its message is the program's text, nothing more.
+"""
+
+try:  # imported as a module (documentation, tests); in use wire.py's source comes first
+    from .wire import NotPlain, decode, dumps, encode, loads
+except ImportError:
+    pass
+
+import builtins as _builtins
+
+
+class Fault(BaseException):
+    """The program cannot be judged any further: never a pass."""
+
+
+class RemoteError(Exception):
+    """The program raised an exception that is not a built-in one (only its type name and message cross)."""
+
+
+class Remote:
+    """A name or object that lives in the sandbox. Calling it is a round trip; nothing else is offered."""
+
+    __slots__ = ("_channel", "_target", "_is_class", "_label")
+
+    def __init__(self, channel, target, is_class, label):
+        self._channel, self._target, self._is_class, self._label = channel, target, is_class, label
+
+    def __call__(self, *args, **kwargs):
+        return self._channel.call(self, args, kwargs)
+
+    def __repr__(self):
+        return "<sandboxed %s>" % self._label
+
+
+class Channel:
+    MAX_MESSAGE = 16 << 20
+
+    def __init__(self, proc, deadline, wall_s):
+        import os
+
+        self.proc, self.deadline, self.wall_s = proc, deadline, wall_s
+        self.rfd, self.wfd = proc.stdout.fileno(), proc.stdin.fileno()
+        os.set_blocking(self.rfd, False)
+        self.buffer = b""
+        self.faults = []
+        self.handles = {}
+
+    def fault(self, reason, status="failed"):
+        if not self.faults:
+            self.faults.append((status, reason))
+        raise Fault(reason)
+
+    def send(self, message):
+        import os
+
+        data = dumps(message)
+        try:
+            while data:
+                data = data[os.write(self.wfd, data):]
+        except OSError:
+            self.fault("the program's process ended (%s)" % self.exit_text())
+
+    def exit_text(self):
+        code = self.proc.poll()
+        if code is None:
+            return "still running"
+        return "killed by signal %d" % -code if code < 0 else "exit code %d" % code
+
+    def receive(self):
+        import os
+        import select
+        import time
+
+        while b"\n" not in self.buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.fault("exceeded the %g s wall-clock limit" % self.wall_s, "timeout")
+            ready, _, _ = select.select([self.rfd], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(self.rfd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                self.proc.wait()
+                self.fault("the program's process ended (%s)" % self.exit_text())
+            self.buffer += chunk
+            if len(self.buffer) > self.MAX_MESSAGE:
+                self.fault("the program sent more than %d bytes in one answer" % self.MAX_MESSAGE)
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            return loads(line)
+        except Exception as exc:
+            self.fault("malformed answer from the program: %s" % type(exc).__name__)
+
+    def handle(self, key):
+        if type(key) is not int or key not in self.handles:
+            self.fault("the program sent an unknown handle")
+        return self.handles[key]
+
+    def remote_handle(self, key, label):
+        if type(key) is not int or key <= 0:
+            self.fault("the program sent a malformed handle")
+        obj = self.handles.get(key) or Remote(self, ["h", key], False, label)
+        self.handles[key] = obj
+        return obj
+
+    def handle_id(self, obj):
+        if type(obj) is Remote and obj._channel is self and obj._target[0] == "h":
+            return obj._target[1]
+        raise NotPlain("argument %r is not plain data" % (type(obj).__name__,))
+
+    def call(self, remote, args, kwargs):
+        try:
+            message = {"call": remote._target, "args": encode(list(args), self.handle_id),
+                       "kwargs": encode(dict(kwargs), self.handle_id)}
+        except NotPlain as exc:
+            self.fault("cannot send the arguments of %s: %s" % (remote._label, exc))
+        self.send(message)
+        answer = self.receive()
+        if "value" in answer:
+            try:
+                return decode(answer["value"])
+            except Exception as exc:
+                self.fault("malformed value from %s: %s" % (remote._label, exc))
+        if "raise" in answer:
+            try:
+                name, text = answer["raise"]
+                name, text = str(name)[:100], str(text)[:1000]
+            except Exception:
+                self.fault("malformed answer from %s" % remote._label)
+            cls = getattr(_builtins, name, None)
+            if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+                try:
+                    exc = cls(text)
+                except Exception:
+                    exc = RemoteError("%s: %s" % (name, text))
+            elif isinstance(cls, type) and issubclass(cls, BaseException):
+                self.fault("%s raised %s: %s" % (remote._label, name, text))
+            else:
+                exc = RemoteError("%s: %s" % (name, text))
+            raise exc
+        if "handle" in answer and remote._is_class:
+            return self.remote_handle(answer["handle"], "%s instance" % remote._label)
+        if "notplain" in answer:
+            self.fault("%s returned a value that is not plain data: %s" % (remote._label, str(answer["notplain"])[:200]))
+        self.fault("malformed answer from %s" % remote._label)
+
+
+def free_names(code):
+    """Names the test code reads but never binds, in the order first seen."""
+    import ast
+
+    tree = ast.parse(code)
+    bound, read = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                if node.id not in read:
+                    read.append(node.id)
+            else:
+                bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                bound.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return [n for n in read if n not in bound]
+
+
+def main():
+    import importlib
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    start = time.monotonic()
+    job = json.loads(sys.stdin.buffer.read())
+    out = os.dup(1)
+    os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
+    captured = {"bytes": bytearray(), "total": 0}
+    cap = job["limits"]["output_bytes"]
+
+    def verdict(status, reason=""):
+        head = bytes(captured["bytes"]).decode("utf-8", "replace")
+        if captured["total"] > len(captured["bytes"]):
+            head += "\n[... %d more bytes]" % (captured["total"] - len(captured["bytes"]))
+        os.write(out, (json.dumps({"status": status, "reason": reason[:2000], "output": head}) + "\n").encode())
+
+    wall_s = job["limits"]["wall_s"]
+    trusted = {"__name__": "__judge__"}
+    if job["prefix"]:
+        exec(compile(job["prefix"], "<trusted prefix>", "exec"), trusted)
+    remote_names = []
+    for name in free_names(job["tests"]):
+        if name in trusted or hasattr(_builtins, name):
+            continue
+        if name in sys.stdlib_module_names:  # e.g. `math.isclose` in tests that rely on the program's import
+            trusted[name] = importlib.import_module(name)
+            continue
+        remote_names.append(name)
+    entry = job["entry_point"]
+    if entry and entry not in remote_names:
+        remote_names.append(entry)
+    try:
+        proc = subprocess.Popen(job["command"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False)
+    except OSError as exc:
+        verdict("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc))
+        return
+
+    def drain():
+        while True:
+            chunk = os.read(proc.stderr.fileno(), 1 << 16)
+            if not chunk:
+                return
+            captured["total"] += len(chunk)
+            room = cap - len(captured["bytes"])
+            if room > 0:
+                captured["bytes"] += chunk[:room]
+
+    threading.Thread(target=drain, daemon=True).start()
+    channel = Channel(proc, start + wall_s, wall_s)
+    status, reason = "passed", ""
+    try:
+        channel.send({"program": job["program"], "setup": job["setup"], "names": remote_names,
+                      "limits": job["limits"]})
+        ready = channel.receive()
+        if "crash" in ready:
+            text = str(ready["crash"]).strip().splitlines()
+            raise AssertionError("the program failed to load: %s" % (text[-1][:300] if text else "?"))
+        if type(ready.get("ready")) is not dict:
+            channel.fault("malformed first answer")
+        scope = dict(trusted)
+        for name in remote_names:
+            desc = ready["ready"].get(name)
+            kind = desc[0] if type(desc) is list and desc else None
+            if kind in ("call", "class"):
+                scope[name] = Remote(channel, ["name", name], kind == "class", name)
+            elif kind == "value" and len(desc) == 2:
+                try:
+                    scope[name] = decode(desc[1])
+                except Exception:
+                    channel.fault("malformed value of %s" % name)
+            elif kind == "handle" and len(desc) == 2:
+                scope[name] = channel.remote_handle(desc[1], name)
+            # missing: the test's own NameError tells which
+        exec(compile(job["tests"], "<tests>", "exec"), scope)
+        if entry and "check" in scope and job["call_check"]:
+            scope["check"](scope[entry])
+    except Fault:
+        pass
+    except BaseException as exc:
+        status = "failed"
+        reason = "%s: %s" % (type(exc).__name__, str(exc)[:500]) if str(exc) else type(exc).__name__
+    if channel.faults:  # caught by the tests or not, a fault is final
+        status, reason = channel.faults[0]
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    proc.wait()
+    verdict(status, reason)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Run a generated program against a benchmark's tests: the tests in a trusted process, the program in bubblewrap.
+
+Three processes per sample (see ``docs/sandbox.md``):
+
+* the harness (this module) starts the **judge** (:mod:`.judge`) with the harness's interpreter
+  in a new session, in an empty temporary directory, with a minimal environment, resource limits
+  and ``PR_SET_PDEATHSIG`` (it dies with the harness), and kills its whole process group at the
+  wall-clock limit (plus :data:`GRACE_S`);
+* the judge starts the **sandbox**: ``bwrap`` (bubblewrap) with new user, pid, ipc, net, uts and
+  mount namespaces (``--unshare-all``), a read-only root holding only ``/usr`` (the interpreter and
+  its libraries), a fresh ``/proc`` and ``/dev``, a size-limited private tmpfs ``/tmp`` as working
+  directory, uid/gid 65534, ``--die-with-parent``, ``--new-session``, an empty environment, and in
+  it :mod:`.server` under ``python3 -I -B -S``, which sets the resource limits (address space, CPU
+  seconds, processes, file size, open files, no core) before any program code runs;
+* the judge runs the tests; the names they use that the program defines are proxies that send
+  plain-data arguments into the sandbox and get plain-data results back (:mod:`.wire`). The
+  verdict is computed by the judge and reported on its stdout, which the program cannot reach.
+
+Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
+weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
+child process (its own session, the same resource limits and protocol, a temporary directory, no
+namespaces), a warning is printed once to stderr, and every :class:`Result` and :func:`describe`
+says ``weak``. The verdict is still computed outside the program's interpreter in that mode; what
+is lost is the OS isolation (files, network, other processes).
+
+Standard library only (no imports from the rest of the package), so that the tests can run this
+package as an unprivileged user with the system interpreter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import logging
+import math
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+SANDBOX_UID = 65534  # nobody
+GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
+MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
+PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
+PR_SET_PDEATHSIG = 1
+
+
+def _source(*names: str) -> str:
+    return "\n".join((HERE / name).read_text() for name in names)
+
+
+SERVER = _source("wire.py", "server.py")
+JUDGE = _source("wire.py", "judge.py")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot run here and the weaker mode was not chosen."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-sample limits; ``wall_s`` should stay below the scorer's reward timeout."""
+
+    wall_s: float = 5.0  # the whole sample: start, program, every call, the tests
+    memory_mb: int = 1024  # the program's address space (RLIMIT_AS)
+    nproc: int = 32  # processes (RLIMIT_NPROC)
+    file_mb: int = 16  # largest file it may write (RLIMIT_FSIZE)
+    nofile: int = 64  # open files (RLIMIT_NOFILE)
+    scratch_mb: int = 64  # size of the private tmpfs /tmp (bubblewrap only)
+    output_bytes: int = 64 * 1024  # kept of the program's output and of the judge's
+
+
+@dataclass
+class Result:
+    status: str  # "passed" | "failed" | "timeout" | "error" (the sandbox itself failed)
+    reason: str = ""
+    stdout: str = ""  # the program's output (stdout and stderr together), capped
+    stderr: str = ""  # the judge's own output (tracebacks), capped
+    seconds: float = 0.0
+    exit_code: int | None = None  # the judge's
+    mode: str = ""  # "bwrap" or "weak"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def requested_mode() -> str:
+    value = os.environ.get(MODE_ENV, "bwrap").strip().lower() or "bwrap"
+    if value not in ("bwrap", "weak"):
+        raise SandboxUnavailable(f"{MODE_ENV}={value!r}: expected 'bwrap' or 'weak'")
+    return value
+
+
+def sandbox_python() -> str:
+    return os.environ.get(PYTHON_ENV) or "/usr/bin/python3"
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(mode: str, python: str) -> str | None:
+    """None when ``mode`` works here, else why not (tried once per process and configuration)."""
+    if mode == "bwrap" and not shutil.which("bwrap", path=SAFE_PATH):
+        return "bwrap (bubblewrap) is not installed: apt-get install bubblewrap"
+    if not os.path.isfile(python):
+        return f"no interpreter {python} for the sandbox (set {PYTHON_ENV})"
+    r = _run(mode, "def f(x):\n    return x * 7\n", "assert f(6) == 42\n", None, "", "", Limits(wall_s=15.0))
+    return None if r.passed else f"{r.status}: {r.reason} {r.stdout[-300:]}".strip()
+
+
+def mode() -> str:
+    """The mode in force: ``bwrap``, or ``weak`` when chosen; raises :class:`SandboxUnavailable` otherwise."""
+    want = requested_mode()
+    if want == "weak":
+        _warn_weak()
+        return "weak"
+    why = _probe("bwrap", sandbox_python())
+    if why:
+        raise SandboxUnavailable(f"code sandbox unavailable ({why}); refusing to run generated code. Install "
+                                 f"bubblewrap, or set {MODE_ENV}=weak to accept a sandbox without namespaces")
+    return "bwrap"
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_weak() -> None:
+    banner = (f"WARNING: {MODE_ENV}=weak: generated code runs WITHOUT bubblewrap (no namespaces: it can read "
+              "and write what this user can, use the network and see other processes). Results say sandbox=weak.")
+    print(banner, file=sys.stderr, flush=True)
+    log.warning(banner)
+
+
+def describe() -> dict:
+    """What every result scored by this sandbox should record (raises like :func:`mode`)."""
+    m = mode()
+    out = {"mode": m, "python": sandbox_python() if m == "bwrap" else sys.executable}
+    if m == "bwrap":
+        try:
+            out["bwrap"] = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,
+                                          env={"PATH": SAFE_PATH}, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+def run_tests(program: str, tests: str, entry_point: str | None = None, setup_code: str = "",
+              trusted_prefix: str = "", limits: Limits = Limits()) -> Result:
+    """Run ``tests`` in the judge against ``program`` (then ``setup_code``) in the sandbox.
+
+    ``trusted_prefix``: benchmark code run in the judge before the tests (HumanEval's prompt, whose
+    helpers some tests call); it should also be part of ``program``. ``entry_point``: the function
+    passed to ``check`` when the tests define one (HumanEval). Raises :class:`SandboxUnavailable`.
+    """
+    return _run(mode(), program, tests, entry_point, setup_code, trusted_prefix, limits)
+
+
+def bwrap_command(python: str, limits: Limits) -> list[str]:
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--disable-userns",
+           "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+           "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin"):
+        if os.path.islink(top):
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    if not prefix.startswith("/usr"):  # an interpreter installed elsewhere: its prefix, read-only
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp",
+            "--chdir", "/tmp", python, "-I", "-B", "-S", "-c", SERVER]
+    return cmd
+
+
+def _judge_preexec(limits: Limits):
+    mb = 1 << 20
+    memory = (2 * limits.memory_mb + 512) * mb  # the judge and, inherited then lowered, the sandbox
+    cpu = math.ceil(limits.wall_s) + 2
+
+    def child() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() == 1:  # the harness died before the line above
+            os._exit(1)
+        for res, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(res, (value, value))
+
+    return child
+
+
+def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
+         limits: Limits) -> Result:
+    start = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
+    try:
+        if mode_ == "bwrap":
+            command, cwd = bwrap_command(sandbox_python(), limits), "/"
+        else:
+            command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
+        job = {"program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
+               "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
+               "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
+               "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
+                          "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
+                          "output_bytes": limits.output_bytes}}
+        try:
+            proc = subprocess.Popen([sys.executable, "-I", "-B", "-c", JUDGE], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
+                                    env={"PATH": SAFE_PATH}, start_new_session=True,
+                                    preexec_fn=_judge_preexec(limits))
+        except (OSError, subprocess.SubprocessError) as exc:
+            return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
+        pump = _Pump(proc, json.dumps(job).encode(), limits.output_bytes)
+        try:
+            exited = pump.run_until(start + limits.wall_s + GRACE_S)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
+            except OSError:
+                pass
+            pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
+            code = proc.wait()
+        finally:
+            pump.close()
+        seconds = time.monotonic() - start
+        stderr = pump.out["stderr"].text()
+        try:
+            verdict = json.loads(pump.out["stdout"].head.decode())
+        except ValueError:
+            if not exited:
+                return Result("timeout", f"exceeded the {limits.wall_s:g} s wall-clock limit", "", stderr,
+                              seconds, code, mode_)
+            last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
+            return Result("error", f"judge failed (exit code {code}): {last}", "", stderr, seconds, code, mode_)
+        return Result(verdict["status"], verdict["reason"], verdict["output"], stderr, seconds, code, mode_)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Capture:
+    """The first ``cap`` bytes and the last 4 kB of a stream, and its total size."""
+
+    def __init__(self, cap: int):
+        self.cap, self.head, self.tail, self.total = cap, bytearray(), b"", 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if len(self.head) < self.cap:
+            self.head += data[: self.cap - len(self.head)]
+        self.tail = (self.tail + data)[-4096:]
+
+    def text(self) -> str:
+        more = f"\n[... {self.total - len(self.head)} more bytes]" if self.total > len(self.head) else ""
+        return self.head.decode("utf-8", "replace") + more
+
+
+class _Pump:
+    """Feeds the payload to stdin and reads stdout and stderr without threads."""
+
+    def __init__(self, proc: subprocess.Popen, payload: bytes, cap: int):
+        self.proc, self.payload, self.sent = proc, payload, 0
+        self.sel = selectors.DefaultSelector()
+        self.out = {"stdout": _Capture(4 * cap), "stderr": _Capture(cap)}
+        for name, fd in (("stdout", proc.stdout.fileno()), ("stderr", proc.stderr.fileno())):
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, name)
+        os.set_blocking(proc.stdin.fileno(), False)
+        self.sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "stdin")
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+            self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def exited(self) -> bool:
+        try:  # WNOWAIT: the child stays a zombie, so its pid (and pgid) cannot be reused before we kill
+            return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped elsewhere (e.g. SIGCHLD ignored)
+            return True
+
+    def run_until(self, deadline: float, stop_on_exit: bool = True) -> bool:
+        """Pump until the child exits (True) or the deadline passes (False)."""
+        while True:
+            if stop_on_exit and self.exited():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.sel.get_map():
+                return False
+            step = remaining if self.pidfd is not None else min(remaining, 0.02)
+            for key, _ in self.sel.select(step):
+                self._handle(key)
+
+    def _handle(self, key) -> None:
+        name = key.data
+        if name == "exit":
+            self.sel.unregister(key.fd)
+        elif name == "stdin":
+            try:
+                self.sent += os.write(key.fd, self.payload[self.sent:self.sent + 65536])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.sent = len(self.payload)
+            if self.sent >= len(self.payload):
+                self.sel.unregister(key.fd)
+                self.proc.stdin.close()
+        else:
+            try:
+                data = os.read(key.fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                self.out[name].add(data)
+            else:
+                self.sel.unregister(key.fd)
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        self.sel.close()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass

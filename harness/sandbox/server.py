@@ -1,0 +1,119 @@
+"""The process inside the sandbox: runs the untrusted program and answers calls with plain data.
+
+Sent as text (``wire.py``'s source, then this file's) to ``python3 -I -B -S -c``; standard library
+only. Nothing here is trusted by the harness: the program may replace any of it, and the trusted
+side (:mod:`.judge`) believes nothing but well-formed plain data on the response channel.
+
+Protocol (one JSON object per line; requests on stdin, responses on stdout, which the server moves
+to private descriptors before any program code runs; the program's own stdout and stderr both go
+to stderr, which the judge reads with a cap):
+
+1. request ``{"program", "setup", "names", "limits"}``: the server sets its resource limits, runs
+   the program, then the setup code, in one namespace, and answers ``{"ready": {name: desc}}``
+   (``["call"]``, ``["class"]``, ``["value", data]``, ``["handle", id]`` or ``["missing"]``) or
+   ``{"crash": text}``;
+2. request ``{"call": ["name", name] | ["h", id], "args": data, "kwargs": data}``: answers
+   ``{"value": data}``, ``{"handle": id}`` (only meaningful when a class was called),
+   ``{"raise": [exception type name, message]}`` or ``{"notplain": type name}``.
+"""
+
+try:  # imported as a module (documentation, tests); in the sandbox wire.py's source comes first
+    from .wire import NotPlain, decode, dumps, encode, loads
+except ImportError:
+    pass
+
+
+def main():
+    import os
+    import resource
+    import sys
+    import traceback
+
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    reader = os.fdopen(rfd, "rb")
+    write = os.write
+
+    def send(message):
+        data = dumps(message)
+        while data:
+            data = data[write(wfd, data):]
+
+    job = loads(reader.readline())
+    mb = 1 << 20
+    lim = job["limits"]
+    for res, value in ((resource.RLIMIT_AS, lim["memory_mb"] * mb), (resource.RLIMIT_CPU, lim["cpu_s"]),
+                       (resource.RLIMIT_FSIZE, lim["file_mb"] * mb), (resource.RLIMIT_NOFILE, lim["nofile"]),
+                       (resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_CORE, 0)):
+        try:
+            resource.setrlimit(res, (value, value))
+        except (ValueError, OSError) as exc:
+            send({"crash": "sandbox could not set limit %s: %s" % (res, exc)})
+            return
+    objects = {}
+
+    def handle_of(obj):
+        key = len(objects) + 1
+        objects[key] = obj
+        return key
+
+    def handle(key):
+        if key not in objects:
+            raise ValueError("unknown handle")
+        return objects[key]
+
+    scope = {"__name__": "__sandbox__", "__builtins__": __builtins__}
+    try:
+        for part in ("program", "setup"):
+            exec(compile(job[part], "<%s>" % part, "exec"), scope)
+    except BaseException:
+        send({"crash": traceback.format_exc()[-2000:]})
+        return
+    ready = {}
+    for name in job["names"]:
+        if name not in scope:
+            ready[name] = ["missing"]
+            continue
+        obj = scope[name]
+        if isinstance(obj, type):
+            ready[name] = ["class"]
+        elif callable(obj):
+            ready[name] = ["call"]
+        else:
+            try:
+                ready[name] = ["value", encode(obj)]
+            except NotPlain:
+                ready[name] = ["handle", handle_of(obj)]
+    del job
+    send({"ready": ready})
+    sys.stdout.flush()
+    while True:
+        line = reader.readline()
+        if not line:
+            return
+        request = loads(line)
+        kind, key = request["call"]
+        fn = scope.get(key) if kind == "name" else handle(key)
+        try:
+            result = fn(*decode(request["args"], handle), **decode(request["kwargs"], handle))
+        except BaseException as exc:
+            try:
+                message = str(exc)[:1000]
+            except BaseException:
+                message = "?"
+            send({"raise": [type(exc).__name__, message]})
+            continue
+        try:
+            send({"value": encode(result)})
+        except NotPlain as exc:
+            if isinstance(fn, type):
+                send({"handle": handle_of(result)})
+            else:
+                send({"notplain": str(exc)})
+
+
+if __name__ == "__main__":
+    main()
