@@ -2,205 +2,377 @@
 
 Every hostile program ends in 0.0 or None within its wall-clock limit, the harness lives on, and
 nothing outside the sandbox changes. Programs are written so that a *leak makes them pass*: they
-assert that the attack worked, so a 1.0 is exactly a sandbox failure. Run with ``-s`` to see the
-table of (case, value, seconds).
+do the attack and return the right answers only if it worked, so a 1.0 is exactly a sandbox failure.
+The table (:data:`CASES`) runs as the harness's user (root in CI) and as an unprivileged user
+(``nobody``, created by nothing: it exists on Debian; the sandbox package is copied where it can
+read it and run with the system interpreter). Run with ``-s`` to see the (case, value, seconds) table.
 """
 
+import json
 import logging
 import os
+import secrets
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
-from grpo_bench.benchmark import reward_columns
-from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval
-from grpo_bench.plugins.rewards.code_tests import (
-    build_tests,
-    code_tests,
-    extract_program,
-)
-from grpo_bench.sandbox import namespaces as sandbox
+from grpo_bench.benchmark import DATA_DIR, reward_columns
+from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval, mbpp_entry_point
+from grpo_bench.plugins.rewards.code_tests import code_tests, extract_program
+from grpo_bench.sandbox import runner as sandbox
+from grpo_bench.sandbox import wire
 from grpo_bench.scoring import RewardScorer
 
 LIMIT = 2.0  # sandbox wall-clock limit in these tests
-SLACK = 2.5  # start-up, kill and clean-up on a loaded 2-core machine
+SLACK = 3.0  # start-up, kill and clean-up on a loaded 2-core machine
 TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
 GOOD = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a - b\n"
-ISO = sandbox.isolation()
-TABLE: list[tuple[str, object, float]] = []
+TABLE: list[tuple[str, str, object, float]] = []
+ROOT = os.geteuid() == 0
+MARK = "grpo" + secrets.token_hex(6)
+SECRET = "s3cr3t-" + MARK
+SYSV_KEY = 0x5A000000 + secrets.randbelow(1 << 20)
+MBPP_11 = next(p for p in MBPP().problems("test") if p.id == "mbpp/11")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def print_table():
     yield
-    print(f"\n\nsandbox: {ISO}\n{'case':38s} {'value':>6s} {'seconds':>8s}")
-    for case, value, seconds in TABLE:
-        print(f"{case:38s} {str(value):>6s} {seconds:8.2f}")
+    print(f"\n\nsandbox: {sandbox.describe()}\n{'case':44s} {'user':7s} {'value':>6s} {'seconds':>8s}")
+    for case, user, value, seconds in TABLE:
+        print(f"{case:44s} {user:7s} {str(value):>6s} {seconds:8.2f}")
 
 
 def fenced(program: str) -> str:
     return f"Here is my solution:\n```python\n{program}\n```\n"
 
 
-def score(case: str, program: str, tests: str = TESTS, limit: float = LIMIT) -> float | None:
+def score(case: str, program: str, tests: str = TESTS, limit: float = LIMIT, entry_point: str = "",
+          setup: str = "") -> float | None:
     """code_tests on one completion, recorded in the table; checks the time bound."""
     t0 = time.monotonic()
-    value = code_tests([""], [fenced(program)], tests=[tests], time_limit_s=[limit])[0]
+    value = code_tests([""], [fenced(program)], tests=[tests], time_limit_s=[limit], entry_point=[entry_point],
+                       setup_code=[setup])[0]
     seconds = time.monotonic() - t0
-    TABLE.append((case, value, seconds))
+    TABLE.append((case, "harness", value, seconds))
     assert seconds < limit + SLACK, f"{case} took {seconds:.1f} s"
     return value
 
 
-def own_sandbox_processes() -> list[int]:
-    """Live processes under the sandbox uids this test process hands out."""
-    lo = sandbox.UID_BASE + 16 * (os.getpid() % (1 << 22))
-    return [pid for uid in range(lo, lo + 16) for pid in sandbox._processes(uid)]
+class Host:
+    """Things outside the sandbox that hostile programs go for, and the checks that they are unchanged."""
+
+    def __init__(self):
+        self.base = Path(tempfile.mkdtemp(prefix="grpo-host-", dir="/var/tmp"))
+        self.base.chmod(0o755)
+        self.open_dir = self.base / "world-writable"  # outside any scratch list
+        self.open_dir.mkdir()
+        self.open_dir.chmod(0o777)
+        (self.open_dir / "canary").write_text("original")
+        self.home = self.base / "home"
+        self.home.mkdir()
+        (self.home / "present").write_text("x")
+        self.tmp_marker = Path(tempfile.gettempdir()) / f"{MARK}-present"
+        self.tmp_marker.write_text("x")
+        os.chmod(self.tmp_marker, 0o644)
+        self.sock_path = str(self.base / "host.sock")
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.sock_path)
+        os.chmod(self.sock_path, 0o777)
+        self.listener.listen(8)
+        self.listener.setblocking(False)
+        self.sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", f"{MARK}-cmdline"])
+        self.sysv_before = self.sysv()
+
+    def chown_home(self, uid: int) -> None:
+        os.chown(self.home, uid, uid)
+
+    @staticmethod
+    def sysv() -> set[str]:
+        keys = set()
+        for kind in ("shm", "msg", "sem"):
+            try:
+                lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            keys |= {f"{kind}:{int(line.split()[0]):x}" for line in lines if line.split()}
+        return keys
+
+    def check_unchanged(self) -> None:
+        assert sorted(p.name for p in self.open_dir.iterdir()) == ["canary"]
+        assert (self.open_dir / "canary").read_text() == "original"
+        assert sorted(p.name for p in self.home.iterdir()) == ["present"]
+        assert not list(Path(tempfile.gettempdir()).glob(f"pwned-{MARK}*"))
+        assert not any(f"{SYSV_KEY:x}" in k for k in self.sysv() - self.sysv_before), "SysV IPC object left"
+        with pytest.raises(BlockingIOError):
+            self.listener.accept()
+        assert self.sleeper.poll() is None, "a host process was killed"
+        assert marked_processes(f"{MARK}-daemon") == [], "a sandboxed process survived"
+
+    def close(self) -> None:
+        self.sleeper.kill()
+        self.sleeper.wait()
+        self.listener.close()
+        self.tmp_marker.unlink(missing_ok=True)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
-needs_drop = pytest.mark.skipif(not ISO.drop_user, reason="the sandbox cannot switch to its own uid here")
+def marked_processes(marker: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+                state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if marker.encode() in cmdline and state not in "ZX":
+                found.append(int(name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def host():
+    h = Host()
+    yield h
+    h.close()
+
+
+def cases(host: Host) -> dict[str, tuple[str, str, str]]:
+    """case -> (program, tests, entry point). A 1.0 on any of them is a sandbox failure."""
+    daemon = (f"import subprocess\nsubprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', "
+              f"'{MARK}-daemon'], start_new_session=True)\n")
+    leak = GOOD + "import os\n"
+    t = {
+        "infinite loop": GOOD + "while True:\n    pass\n",
+        "ignores SIGTERM": GOOD + "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n",
+        "fork bomb": GOOD + "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        "setsid daemon": GOOD + "import os, time\nif os.fork() == 0:\n    os.setsid()\n" + "    " + daemon.replace(
+            "\n", "\n    ").rstrip() + "\n    time.sleep(60)\nassert False, 'the daemon must still be killed'\n",
+        "daemon outlives the sample": GOOD + daemon + "assert False\n",
+        "memory bomb (one block)": GOOD + "x = bytearray(8 * 1024 ** 3)\n",
+        "memory bomb (growing)": GOOD + "a = []\nwhile True:\n    a.append(bytearray(10 ** 7))\n",
+        "fill the disk (one file)": (
+            GOOD + "with open('big', 'wb') as f:\n    for _ in range(2000):\n        f.write(b'0' * 2 ** 20)\n"),
+        "fill /tmp and /dev/shm": (
+            GOOD + "for d in ('/tmp', '/dev/shm', '/dev'):\n    for i in range(10):\n"
+            "        with open(f'{d}/fill{i}', 'wb') as f:\n            f.write(b'0' * 15 * 2 ** 20)\n"),
+        "print 100 MB": WRONG + "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10 ** 6)\n",
+        "os._exit(0) before the asserts": WRONG + "import os\nos._exit(0)\n",
+        "sys.exit(0) before the asserts": WRONG + "import sys\nsys.exit(0)\n",
+        "os._exit(0) inside the function": "import os\ndef add(a, b):\n    os._exit(0)\n",
+        "SystemExit inside the function": "def add(a, b):\n    raise SystemExit(0)\n",
+        "kill own process group": WRONG + "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
+        "kill(-1, SIGKILL) and the parent": (
+            WRONG + "import os, signal\nfor f in (lambda: os.kill(os.getppid(), 9), lambda: os.killpg(os.getpgid("
+            "os.getppid()), 9), lambda: os.kill(-1, 9)):\n    try:\n        f()\n    except OSError:\n        pass\n"),
+        "override AssertionError": (
+            WRONG + "import builtins\nbuiltins.AssertionError = type('Fake', (BaseException,), {})\n"),
+        "override builtins and os.write": (
+            WRONG + "import builtins, os, sys\nbuiltins.print = lambda *a, **k: None\nbuiltins.compile = None\n"
+            "builtins.exec = None\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\n"),
+        "program writes the verdict itself": (
+            WRONG + "import os\nv = b'{\"status\": \"passed\", \"reason\": \"\", \"output\": \"\"}\\n'\n"
+            "for fd in range(256):\n    try:\n        os.write(fd, v + b'{\"value\": [\"i\", \"0x5\"]}\\n')\n"
+            "    except OSError:\n        pass\nos._exit(0)\n"),
+        "close every descriptor": WRONG + "import os\nos.closerange(0, 1024)\n",
+        "always-equal object": (
+            "class Any:\n    def __eq__(self, other):\n        return True\n    __ne__ = lambda s, o: False\n"
+            "def add(a, b):\n    return Any()\n"),
+        "rigged dunders (int subclass)": (
+            "class I(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+            "def add(a, b):\n    return I(0)\n"),
+        "rigged dunders (list subclass, __class__)": (
+            "class L(list):\n    __class__ = int\n    def __eq__(self, other):\n        return True\n"
+            "def add(a, b):\n    return L()\n"),
+        "shadow abs": (WRONG + "import builtins\nbuiltins.abs = lambda x: 0\n",
+                       "assert abs(add(2, 3) - 5) < 1e-9\n"),
+        "shadow math.isclose": (WRONG + "import math\nmath.isclose = lambda *a, **k: True\n",
+                                "import math\nassert math.isclose(add(2, 3), 5)\n"),
+        "shadow unittest asserts": (
+            WRONG + "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\n",
+            "import unittest\nunittest.TestCase().assertEqual(add(2, 3), 5)\n"),
+        "define abs for the tests": (WRONG + "def abs(x):\n    return 0\n", "assert abs(add(2, 3) - 5) < 1e-9\n"),
+        "trace hook skips the asserts": (
+            WRONG + "import sys, threading\ndef tr(frame, event, arg):\n    if frame.f_code.co_filename == '<tests>' "
+            "and event == 'line':\n        raise SystemExit(0)\n    return tr\nsys.settrace(tr)\nthreading.settrace(tr)\n"),
+        "nonce search in memory": (
+            WRONG + "import gc, os\nfound = [o for o in gc.get_objects() if isinstance(o, (str, bytes)) and "
+            "(b'PASS' if isinstance(o, bytes) else 'PASS') in o]\nfor fd in range(3, 64):\n    for o in found:\n"
+            "        try:\n            os.write(fd, o if isinstance(o, bytes) else o.encode())\n"
+            "        except OSError:\n            pass\n"),
+        "world-writable host dir": (
+            leak + f"d = {str(host.open_dir)!r}\nassert os.path.exists(d + '/canary')\n"
+            "with open(d + '/big', 'wb') as f:\n    f.write(b'0' * 50 * 2 ** 20)\nopen(d + '/canary', 'w').write('x')\n"),
+        "SysV shm and msg queue (create)": (
+            leak + "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"assert libc.shmget({SYSV_KEY}, 4096, 0o1666) >= 0 and libc.msgget({SYSV_KEY}, 0o1666) >= 0\n"
+            "assert False, 'created; the next case looks for them'\n"),
+        "SysV shm and msg queue (find a previous one)": (
+            leak + "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"assert libc.shmget({SYSV_KEY}, 0, 0) >= 0 or libc.msgget({SYSV_KEY}, 0) >= 0\n"),
+        "host AF_UNIX socket": (
+            leak + f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({host.sock_path!r})\ns.send(b'x')\n"),
+        "host processes' command lines": (
+            leak + "seen = b''\nfor p in os.listdir('/proc'):\n    try:\n        seen += open(f'/proc/{p}/cmdline', "
+            f"'rb').read()\n    except OSError:\n        pass\nassert b'{MARK}-cmdline' in seen\n"),
+        "environment secret": (
+            leak + "seen = ' '.join(os.environ.values())\nfor pid in ('1', str(os.getppid()), 'self'):\n    try:\n"
+            "        seen += open(f'/proc/{pid}/environ', 'rb').read().decode('latin-1')\n    except OSError:\n"
+            f"        pass\nassert {SECRET!r} in seen\n"),
+        "write $HOME": (leak + f"h = {str(host.home)!r}\nassert os.path.exists(h + '/present')\n"
+                        f"open(h + '/pwned-{MARK}', 'w').write('x')\n"),
+        "write host /tmp": (leak + f"assert os.path.exists({str(host.tmp_marker)!r})\n"
+                            f"open('/tmp/pwned-{MARK}', 'w').write('x')\n"),
+        "read the bundled reference solutions": (
+            "import gzip, json\n" f"rows = [json.loads(l) for l in gzip.open({str(DATA_DIR / 'mbpp/mbpp.jsonl.gz')!r}, "
+            "'rt')]\nexec(next(r['code'] for r in rows if r['task_id'] == 11))\n",
+            MBPP_11.reward_columns()["tests"], MBPP_11.reward_columns()["entry_point"]),
+    }
+    out = {}
+    for name, value in t.items():
+        program, tests, entry = (value, TESTS, "") if isinstance(value, str) else (*value, "")[:3]
+        out[name] = (program, tests, entry)
+    return out
+
+
 
 
 def test_correct_solution_passes_and_wrong_one_fails():
     assert score("correct solution", GOOD) == 1.0
     assert score("wrong solution", WRONG) == 0.0
     assert score("syntax error", "def add(a, b) return") == 0.0
+    assert score("correct MBPP reference", MBPP_11.answer, MBPP_11.reward_columns()["tests"],
+                 entry_point=MBPP_11.reward_columns()["entry_point"]) == 1.0
 
 
-HOSTILE = {
-    "infinite loop": GOOD + "while True:\n    pass\n",
-    "ignores SIGTERM": GOOD + "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n",
-    "fork bomb": GOOD + "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-    "daemon leaves the process group": (
-        GOOD + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
-        "assert False, 'parent fails; the daemon must still be killed'\n"),
-    "memory bomb (one block)": GOOD + "x = bytearray(8 * 1024 ** 3)\n",
-    "memory bomb (growing)": GOOD + "a = []\nwhile True:\n    a.append(bytearray(10 ** 7))\n",
-    "fill the disk (one file)": (
-        GOOD + "with open('big', 'wb') as f:\n    for _ in range(2000):\n        f.write(b'0' * 2 ** 20)\n"),
-    "fill the disk (many files)": (
-        GOOD + "for i in range(40):\n    with open(f'f{i}', 'wb') as f:\n        f.write(b'0' * 15 * 2 ** 20)\n"),
-    "fill /tmp and /dev/shm": (
-        GOOD + "for d in ('/tmp', '/dev/shm'):\n    for i in range(10):\n"
-        "        with open(f'{d}/fill{i}', 'wb') as f:\n            f.write(b'0' * 15 * 2 ** 20)\n"),
-    "print 100 MB": WRONG + "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10 ** 6)\n",
-    "os._exit(0) before the asserts": WRONG + "import os\nos._exit(0)\n",
-    "sys.exit(0) before the asserts": WRONG + "import sys\nsys.exit(0)\n",
-    "os._exit(0) inside the function": "import os\ndef add(a, b):\n    os._exit(0)\n",
-    "SystemExit inside the function": "def add(a, b):\n    raise SystemExit(0)\n",
-    "kill own process group": WRONG + "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
-    "override AssertionError": (
-        WRONG + "import builtins\nclass AssertionError(Exception):\n    pass\n"
-        "builtins.AssertionError = type('Fake', (BaseException,), {})\n"),
-    "override builtins and os.write": (
-        WRONG + "import builtins, os, sys\nbuiltins.print = lambda *a, **k: None\nbuiltins.compile = None\n"
-        "builtins.exec = None\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\n"
-        "sys.excepthook = lambda *a: None\n"),
-    "forge the success marker": (
-        WRONG + "import os\nfor fd in range(1, 256):\n    try:\n        os.write(fd, b'PASS ' + b'0' * 32 + b'\\n')\n"
-        "    except OSError:\n        pass\nprint('PASS', flush=True)\n"),
-    "close every descriptor": WRONG + "import os\nos.closerange(0, 1024)\n",
-}
+def test_hostile_programs_as_the_harness_user(host, monkeypatch):
+    monkeypatch.setenv("GRPO_SECRET", SECRET)
+    if ROOT:
+        host.chown_home(0)
+    failures = []
+    for name, (program, tests, entry) in cases(host).items():
+        value = score(name, program, tests, entry_point=entry)
+        if value not in (0.0, None):
+            failures.append(name)
+    assert failures == []
+    host.check_unchanged()
 
 
-@pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_program_scores_zero(case):
-    assert score(case, HOSTILE[case]) in (0.0, None)
-    if ISO.drop_user:
-        assert own_sandbox_processes() == [], "processes survived the sandbox"
+HELPER = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from sandbox import runner
+out = []
+for name, program, tests, entry in json.load(open(sys.argv[2])):
+    t0 = time.monotonic()
+    r = runner.run_tests(program, tests, entry_point=entry or None, limits=runner.Limits(wall_s=float(sys.argv[3])))
+    value = 1.0 if r.passed else (None if r.status == "error" else 0.0)
+    out.append([name, value, time.monotonic() - t0, r.status, r.reason[:200], r.mode])
+print(json.dumps(out))
+"""
 
 
-def test_workdir_removed_and_disk_untouched(monkeypatch):
-    made = []
-    real = tempfile.mkdtemp
+def unprivileged_prefix() -> list[str]:
+    """Run as nobody when we are root; as ourselves (already unprivileged) otherwise."""
+    if not ROOT:
+        return []
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("setpriv (util-linux) is needed to run as an unprivileged user")
+    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 
-    def spy(*args, **kwargs):
-        made.append(real(*args, **kwargs))
-        return made[-1]
 
-    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", spy)
-    free = sandbox.shutil.disk_usage(tempfile.gettempdir()).free
-    assert score("fill the disk, then check", HOSTILE["fill the disk (many files)"]) in (0.0, None)
-    assert made and not any(os.path.exists(d) for d in made)
-    assert free - sandbox.shutil.disk_usage(tempfile.gettempdir()).free < 200 * 2 ** 20
+def copy_package(base: Path) -> Path:
+    """The sandbox package where an unprivileged user can read it (the harness's venv may live under /root)."""
+    pkg = base / "pkg" / "sandbox"
+    shutil.copytree(Path(sandbox.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for p in [base / "pkg", *pkg.parent.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return base / "pkg"
+
+
+def test_hostile_programs_as_an_unprivileged_user(host):
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("no system interpreter")
+    prefix = unprivileged_prefix()
+    if ROOT:
+        host.chown_home(65534)
+    pkg = copy_package(host.base)
+    jobs = host.base / "jobs.json"
+    jobs.write_text(json.dumps([[n, *v] for n, v in cases(host).items()]))
+    jobs.chmod(0o644)
+    env = {"PATH": sandbox.SAFE_PATH, "HOME": str(host.home), "GRPO_SECRET": SECRET}
+    proc = subprocess.run([*prefix, "/usr/bin/python3", "-I", "-c", HELPER, str(pkg), str(jobs), str(LIMIT)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout)
+    user = "nobody" if ROOT else "user"
+    for name, value, seconds, status, reason, mode in rows:
+        TABLE.append((name, user, value, seconds))
+    assert {r[5] for r in rows} == {"bwrap"}
+    assert [r[0] for r in rows if r[1] not in (0.0, None)] == []
+    assert all(r[2] < LIMIT + SLACK for r in rows), [r for r in rows if r[2] >= LIMIT + SLACK]
+    host.check_unchanged()
+
+
+KILLED_HARNESS = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from sandbox import runner
+program = ("import subprocess, time\nsubprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', "
+           "'%s'], start_new_session=True)\ndef add(a, b):\n    return a + b\nwhile True:\n    pass\n")
+runner.run_tests(program % sys.argv[2][::-1], "assert add(1, 2) == 3\n", limits=runner.Limits(wall_s=60))
+"""
+
+
+@pytest.mark.parametrize("as_user", ["harness", "unprivileged"])
+def test_nothing_outlives_a_sigkilled_harness(host, as_user):
+    prefix = unprivileged_prefix() if as_user == "unprivileged" else []
+    if as_user == "harness" and not ROOT:
+        pytest.skip("same as the unprivileged case")
+    pkg = host.base / "pkg" if (host.base / "pkg").exists() else copy_package(host.base)
+    marker = f"{MARK}-killed-{as_user}"
+    t0 = time.monotonic()
+    harness = subprocess.Popen([*prefix, "/usr/bin/python3", "-I", "-c", KILLED_HARNESS, str(pkg), marker[::-1]],
+                               env={"PATH": sandbox.SAFE_PATH})
+    try:
+        while not marked_processes(marker) and time.monotonic() - t0 < 20:
+            time.sleep(0.1)
+        assert marked_processes(marker), "the sandboxed daemon never started"
+    finally:
+        harness.kill()
+        harness.wait()
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    TABLE.append(("outlive a SIGKILLed harness", as_user, len(marked_processes(marker)), time.monotonic() - t0))
+    assert marked_processes(marker) == []
+
+
+def test_the_table_detects_leaks_without_bubblewrap(host, monkeypatch):
+    """Positive control: in the weak mode (no namespaces) the read-only OS leaks of the table do score 1.0."""
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    monkeypatch.setenv("GRPO_SECRET", SECRET)
+    table = cases(host)
+    for name in ("host processes' command lines", "read the bundled reference solutions"):
+        program, tests, entry = table[name]
+        result = sandbox.run_tests(program, tests, entry_point=entry or None, limits=sandbox.Limits(wall_s=LIMIT))
+        assert result.passed, (name, result)
 
 
 def test_output_is_capped():
-    result = sandbox.run_tests(HOSTILE["print 100 MB"], TESTS, sandbox.Limits(wall_s=LIMIT))
-    assert result.status == "failed"
+    program = WRONG + "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 10 ** 6)\n"
+    result = sandbox.run_tests(program, TESTS, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status in ("failed", "timeout")
     assert len(result.stdout) < 2 * sandbox.Limits().output_bytes and "more bytes" in result.stdout
-
-
-WRITE_OUTSIDE = """
-import os
-def add(a, b):
-    return a + b
-done = []
-for attempt in (lambda: open(CANARY, "w").write("pwned"), lambda: os.remove(CANARY),
-                lambda: open(os.path.join(os.path.dirname(CANARY), "new.txt"), "w").write("x"),
-                lambda: os.chmod(CANARY, 0o777)):
-    try:
-        attempt()
-        done.append(1)
-    except OSError:
-        pass
-assert done, "no attack worked"
-"""
-
-
-def _without_mount_namespace():
-    return sandbox.Isolation(ISO.python, ISO.drop_user, ISO.net_namespace, False)
-
-
-@pytest.mark.parametrize("layer", ["all layers", "without mount namespace"])
-def test_cannot_write_or_delete_outside(tmp_path, monkeypatch, layer):
-    if layer != "all layers":
-        if not ISO.mount_namespace or not ISO.drop_user:
-            pytest.skip("the same configuration as 'all layers'")
-        monkeypatch.setattr(sandbox, "isolation", _without_mount_namespace)
-    elif not (ISO.drop_user or ISO.mount_namespace):
-        pytest.skip("neither a separate uid nor a mount namespace is available here")
-    canary = tmp_path / "canary.txt"
-    canary.write_text("original")
-    before = canary.stat()
-    program = f"CANARY = {str(canary)!r}\n" + WRITE_OUTSIDE
-    assert score(f"write/delete outside ({layer})", program) in (0.0, None)
-    assert canary.read_text() == "original" and canary.stat().st_mode == before.st_mode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["canary.txt"]
-
-
-SECRET = "s3cr3t-4f1d2e"
-READ_SECRET = f"""
-import os
-def add(a, b):
-    return a + b
-seen = os.environ.get("GRPO_SECRET", "") + " ".join(os.environ.values())
-for pid in ("1", str(os.getppid()), "self"):
-    try:
-        seen += open(f"/proc/{{pid}}/environ", "rb").read().decode("latin-1")
-    except OSError:
-        pass
-print(seen)
-assert {SECRET!r} in seen, "secret not visible"
-"""
-
-
-def test_environment_secret_is_not_visible(monkeypatch):
-    monkeypatch.setenv("GRPO_SECRET", SECRET)
-    result = sandbox.run_tests(READ_SECRET, TESTS, sandbox.Limits(wall_s=LIMIT))
-    assert result.status == "failed" and SECRET not in result.stdout + result.stderr.replace(repr(SECRET), "")
-    assert score("read an environment secret", READ_SECRET) in (0.0, None)
-    # a worker started now has the secret in its own /proc/<pid>/environ; the program must not read it
-    scorer = RewardScorer({"code_tests": code_tests}, timeout_s=10, workers=1)
-    try:
-        t0 = time.monotonic()
-        res = scorer.score([""], [fenced(READ_SECRET)], {"tests": [TESTS], "time_limit_s": [LIMIT]})
-        TABLE.append(("read the worker's secret (scorer)", res.values["code_tests"][0], time.monotonic() - t0))
-    finally:
-        scorer.close()
-    assert res.values["code_tests"] == [0.0]
 
 
 def test_no_network_to_loopback():
@@ -234,23 +406,18 @@ def test_killing_the_parent_leaves_the_harness_alive():
         t0 = time.monotonic()
         res = scorer.score(["", ""], [fenced(KILL_PARENT), fenced(GOOD)],
                            {"tests": [TESTS, TESTS], "time_limit_s": [LIMIT, LIMIT]})
-        TABLE.append(("kill the parent (scorer)", res.values["code_tests"][0], time.monotonic() - t0))
-        assert res.values["code_tests"][0] in (0.0, None) and res.values["code_tests"][1] == 1.0
-        if ISO.drop_user:  # the kill is refused: the worker lives and the program simply fails
-            assert res.count_summary()["code_tests"]["error"] == 0
+        TABLE.append(("kill the parent (scorer)", "harness", res.values["code_tests"][0], time.monotonic() - t0))
+        assert res.values["code_tests"] == [0.0, 1.0]
+        assert res.count_summary()["code_tests"]["error"] == 0
         again = scorer.score([""], [fenced(GOOD)], {"tests": [TESTS], "time_limit_s": [LIMIT]})
         assert again.values["code_tests"] == [1.0]
     finally:
         scorer.close()
 
 
-@needs_drop
-def test_killing_the_parent_directly():
-    assert score("kill the parent (direct)", KILL_PARENT) == 0.0  # pytest itself is the parent here
-
-
 def test_slow_samples_do_not_hold_the_batch():
-    completions = [HOSTILE["infinite loop"], GOOD, WRONG, GOOD, HOSTILE["infinite loop"], GOOD, WRONG, GOOD]
+    completions = [GOOD + "while True:\n    pass\n", GOOD, WRONG, GOOD, GOOD + "while True:\n    pass\n", GOOD,
+                   WRONG, GOOD]
     scorer = RewardScorer({"code_tests": code_tests}, timeout_s=10, workers=2)
     try:
         t0 = time.monotonic()
@@ -259,28 +426,92 @@ def test_slow_samples_do_not_hold_the_batch():
         elapsed = time.monotonic() - t0
     finally:
         scorer.close()
-    TABLE.append(("batch of 8, two infinite loops (2 workers)", res.count_summary()["code_tests"]["ok"], elapsed))
+    TABLE.append(("batch of 8, two infinite loops (2 workers)", "harness",
+                  res.count_summary()["code_tests"]["ok"], elapsed))
     assert res.values["code_tests"] == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     assert res.count_summary()["code_tests"]["timeout"] == 0  # the sandbox limit fires before the scorer's
     assert elapsed < 2 * LIMIT + 2 * SLACK  # the two loops overlap on the two workers
 
 
-def test_sandbox_failure_is_none_with_a_logged_reason(monkeypatch, caplog):
-    monkeypatch.setattr(sandbox, "isolation", lambda: sandbox.Isolation("/nonexistent/python3", False, False, False))
-    with caplog.at_level(logging.WARNING):
-        assert code_tests([""], [fenced(GOOD)], tests=[TESTS]) == [None]
-    assert "sandbox" in caplog.text and "nonexistent" in caplog.text
+def test_sandbox_refuses_without_bubblewrap_unless_weak_mode_is_chosen(monkeypatch, capsys):
+    monkeypatch.setenv(sandbox.PYTHON_ENV, "/nonexistent/python3")
+    with pytest.raises(sandbox.SandboxUnavailable, match="GRPO_BENCH_SANDBOX=weak"):
+        code_tests([""], [fenced(GOOD)], tests=[TESTS])
+    scorer_like = RewardScorer({"code_tests": code_tests}, timeout_s=20, workers=1)
+    try:
+        res = scorer_like.score([""], [fenced(GOOD)], {"tests": [TESTS]})
+    finally:
+        scorer_like.close()
+    assert res.count_summary()["code_tests"]["error"] == 1  # refused: an error, never a score
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    sandbox._warn_weak.cache_clear()
+    assert sandbox.describe()["mode"] == "weak"
+    assert "WARNING" in capsys.readouterr().err
+    result = sandbox.run_tests(WRONG + "class A:\n    __eq__ = lambda s, o: True\n", TESTS)
+    assert result.mode == "weak" and result.status == "failed"
+    assert code_tests([""], [fenced(GOOD)], tests=[TESTS]) == [1.0]
+    assert code_tests([""], [fenced("def add(a, b):\n    class A:\n        __eq__ = lambda s, o: True\n"
+                                    "    return A()\n")], tests=[TESTS]) == [0.0]
+    monkeypatch.setenv(sandbox.MODE_ENV, "nonsense")
+    with pytest.raises(sandbox.SandboxUnavailable, match="nonsense"):
+        sandbox.mode()
+
+
+def test_benchmarks_record_the_sandbox_mode():
+    assert HumanEval().describe()["code_sandbox"]["mode"] == "bwrap"
+    assert MBPP().describe()["code_sandbox"]["mode"] == "bwrap"
 
 
 def test_no_tests_means_the_reward_does_not_apply():
     assert code_tests(["", ""], ["x", "y"]) == [None, None]
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: the program shares the runner's interpreter, so a "
-                                       "return value whose __eq__ is always True passes ==-style asserts")
-def test_known_limit_always_equal_object():
-    program = "class Any:\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return Any()\n"
-    assert score("always-equal object (known limit)", program) == 0.0
+PROTOCOL = [  # (program, tests, expected status, a word of the reason)
+    ("def f(x):\n    return {1: (2.5, b'x', None, True, {3}, frozenset([4]), [1j])}\n",
+     "assert f(0) == {1: (2.5, b'x', None, True, {3}, frozenset([4]), [1j])}\n", "passed", ""),
+    ("def f(x):\n    return x\n", "assert f(10 ** 5000) == 10 ** 5000 and f(float('inf')) == float('inf')\n",
+     "passed", ""),
+    ("def f(x):\n    raise ValueError('bad ' + x)\n",
+     "try:\n    f('input')\n    raise AssertionError('no error')\nexcept ValueError as e:\n    assert str(e) == 'bad input'\n",
+     "passed", ""),
+    ("class MyError(Exception):\n    pass\ndef f():\n    raise MyError('x')\n",
+     "try:\n    f()\nexcept Exception as e:\n    assert type(e).__name__ == 'RemoteError'\n", "passed", ""),
+    ("def f():\n    return (x for x in [])\n", "try:\n    f()\nexcept BaseException:\n    pass\n", "failed",
+     "not plain data"),
+    ("def f(g):\n    return g(1)\n", "f(lambda x: x)\n", "failed", "cannot send"),
+    ("import time\ndef f():\n    time.sleep(30)\n", "f()\n", "timeout", "wall-clock"),
+    ("def f(l):\n    return remove_datatype(l, int)\ndef remove_datatype(l, t):\n    return [x for x in l if "
+     "not isinstance(x, t)]\n", "assert remove_datatype((1, 'a'), int) == ['a']\n", "passed", ""),
+    ("class Node:\n    def __init__(self, v):\n        self.v, self.left = v, None\n"
+     "def depth(n):\n    return 0 if n is None else 1 + depth(n.left)\n",
+     "assert depth(root) == 2 and depth(Node(1)) == 1\n", "passed", ""),
+]
+
+
+@pytest.mark.parametrize("program,tests,status,word", PROTOCOL)
+def test_protocol(program, tests, status, word):
+    setup = "root = Node(1)\nroot.left = Node(2)\n" if "Node" in program else ""
+    result = sandbox.run_tests(program, tests, setup_code=setup, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status == status, result
+    assert word in result.reason
+
+
+def test_wire_round_trip_and_rejects():
+    value = {1: [True, None, 2.5, (3, "x")], "k": {b"\x00", frozenset({1})}, (1, 2): [float("nan"), -0.0, 2j]}
+    back = wire.decode(json.loads(json.dumps(wire.encode(value))))
+    assert repr(back) == repr(value)
+    assert type(wire.decode(wire.encode(True))) is bool and type(wire.decode(wire.encode(1))) is int
+    for bad in (object(), lambda: 1, iter([]), type("C", (), {})):
+        with pytest.raises(wire.NotPlain):
+            wire.encode(bad)
+    for bad in (["x"], ["T", "os"], ["h", 1], ["i", 5], ["d", [[["l", []], ["n"]]]], [["n"]], "n"):
+        with pytest.raises((ValueError, TypeError)):
+            wire.decode(bad)
+    deep = ["n"]
+    for _ in range(wire.MAX_DEPTH + 5):
+        deep = ["l", [deep]]
+    with pytest.raises(ValueError):
+        wire.decode(deep)
 
 
 def test_extract_program():
@@ -289,8 +520,12 @@ def test_extract_program():
     assert extract_program("```\nx = 3\n```") == "x = 3\n"
     assert extract_program("x = 4") == "x = 4"
     assert extract_program("sure:\n```python\ndef f():\n    return 5") == "def f():\n    return 5"  # truncated
-    assert build_tests("def check(c):\n    assert c(1)\n", "f").endswith("check(f)\n")
-    assert "check(" not in build_tests("assert f(1)\n", "f")
+
+
+def test_mbpp_entry_point():
+    assert mbpp_entry_point("def sum(a, b):\n    return 0\n", "assert sum(1, 2) == 0\n") == "sum"
+    assert mbpp_entry_point("class Pair:\n    pass\ndef f(x):\n    pass\n", "assert f([Pair()]) == 1") == "f"
+    assert mbpp_entry_point("x = 1\n", "assert len([]) == 0") == ""
 
 
 def test_code_benchmarks_load_with_authors_splits():

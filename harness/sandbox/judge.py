@@ -28,6 +28,10 @@ class Fault(BaseException):
     """The program cannot be judged any further: never a pass."""
 
 
+class ProgramFailed(Exception):
+    """The program did not load (its own exception, before any test ran)."""
+
+
 class RemoteError(Exception):
     """The program raised an exception that is not a built-in one (only its type name and message cross)."""
 
@@ -225,9 +229,17 @@ def main():
     entry = job["entry_point"]
     if entry and entry not in remote_names:
         remote_names.append(entry)
+    uid = job["uid_base"] + os.getpid() if job["uid_base"] else None
+
+    def drop():  # as root: bwrap itself runs as a throwaway uid, so that RLIMIT_NPROC is enforced
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
     try:
         proc = subprocess.Popen(job["command"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False)
+                                stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False,
+                                preexec_fn=drop if uid is not None else None)
     except OSError as exc:
         verdict("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc))
         return
@@ -242,7 +254,8 @@ def main():
             if room > 0:
                 captured["bytes"] += chunk[:room]
 
-    threading.Thread(target=drain, daemon=True).start()
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
     channel = Channel(proc, start + wall_s, wall_s)
     status, reason = "passed", ""
     try:
@@ -251,10 +264,10 @@ def main():
         ready = channel.receive()
         if "crash" in ready:
             text = str(ready["crash"]).strip().splitlines()
-            raise AssertionError("the program failed to load: %s" % (text[-1][:300] if text else "?"))
+            raise ProgramFailed("the program failed to load: %s" % (text[-1][:300] if text else "?"))
         if type(ready.get("ready")) is not dict:
             channel.fault("malformed first answer")
-        scope = dict(trusted)
+        scope = trusted  # the prefix's helpers see the proxies too
         for name in remote_names:
             desc = ready["ready"].get(name)
             kind = desc[0] if type(desc) is list and desc else None
@@ -273,6 +286,8 @@ def main():
             scope["check"](scope[entry])
     except Fault:
         pass
+    except ProgramFailed as exc:
+        status, reason = "failed", str(exc)
     except BaseException as exc:
         status = "failed"
         reason = "%s: %s" % (type(exc).__name__, str(exc)[:500]) if str(exc) else type(exc).__name__
@@ -283,6 +298,7 @@ def main():
     except OSError:
         pass
     proc.wait()
+    drainer.join(1.0)
     verdict(status, reason)
 
 

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-SANDBOX_UID = 65534  # nobody
+SANDBOX_UID = 65534  # nobody, inside the sandbox
+UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid no account uses
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
@@ -120,6 +121,11 @@ def _probe(mode: str, python: str) -> str | None:
     return None if r.passed else f"{r.status}: {r.reason} {r.stdout[-300:]}".strip()
 
 
+def _drop_uid() -> bool:
+    """As root, whether bwrap runs as a throwaway uid (needs unprivileged user namespaces)."""
+    return os.geteuid() == 0 and os.environ.get(MODE_ENV + "_ROOT_BWRAP") != "1"
+
+
 def mode() -> str:
     """The mode in force: ``bwrap``, or ``weak`` when chosen; raises :class:`SandboxUnavailable` otherwise."""
     want = requested_mode()
@@ -145,6 +151,9 @@ def describe() -> dict:
     """What every result scored by this sandbox should record (raises like :func:`mode`)."""
     m = mode()
     out = {"mode": m, "python": sandbox_python() if m == "bwrap" else sys.executable}
+    if m == "bwrap":
+        out["bwrap_runs_as"] = ("a throwaway uid" if _drop_uid() else
+                                "root (RLIMIT_NPROC not enforced)" if os.geteuid() == 0 else "the harness's uid")
     if m == "bwrap":
         try:
             out["bwrap"] = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,
@@ -207,7 +216,7 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
             command, cwd = bwrap_command(sandbox_python(), limits), "/"
         else:
             command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
-        job = {"program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
+        job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
                "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
                "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
                "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,

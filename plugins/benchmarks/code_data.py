@@ -17,14 +17,28 @@ small models make the usual 3-shot prompt (about 600 tokens) a poor trade.
 from __future__ import annotations
 
 import ast
+import warnings
 
-from grpo_bench import hookimpl
+from grpo_bench import hookimpl, sandbox
 from grpo_bench.benchmark import Benchmark, Problem, read_bundled
+
+def code_sandbox() -> dict:
+    """The code sandbox in force, recorded in every result of these benchmarks (see docs/sandbox.md)."""
+    try:
+        return sandbox.describe()
+    except sandbox.SandboxUnavailable as exc:
+        return {"mode": "unavailable", "reason": str(exc)}
+
+
+class _CodeBenchmark(Benchmark):
+    def describe(self):
+        return super().describe() | {"code_sandbox": code_sandbox()}
+
 
 CODE_BLOCK = "Write the complete solution in a single ```python code block."
 
 
-class HumanEval(Benchmark):
+class HumanEval(_CodeBenchmark):
     name = "humaneval"
     splits = ("test",)
     description = "HumanEval (Chen et al. 2021): 164 hand-written Python functions with unit tests."
@@ -43,7 +57,7 @@ class HumanEval(Benchmark):
         ]
 
 
-class MBPP(Benchmark):
+class MBPP(_CodeBenchmark):
     name = "mbpp"
     splits = ("train", "validation", "test", "prompt")
     description = "MBPP (Austin et al. 2021): 974 entry-level Python tasks, three asserts each."
@@ -74,8 +88,11 @@ def mbpp_entry_point(reference: str, tests: str) -> str:
     The judge treats the entry point as the program's even when it shadows a built-in (MBPP 126
     asks for a function named ``sum``); every other built-in name in the tests stays the real one.
     """
-    defined = {n.name for n in ast.parse(reference).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    for node in ast.walk(ast.parse(tests)):
+    with warnings.catch_warnings():  # some references have invalid escapes ('\w' in plain strings)
+        warnings.simplefilter("ignore")
+        defined = {n.name for n in ast.parse(reference).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        tree = ast.parse(tests)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in defined:
             return node.func.id
     return ""
