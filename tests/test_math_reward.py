@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from grpo_bench.plugins.rewards.math_answer import check_answer, last_boxed, math_verify
+from grpo_bench.plugins.rewards.math_answer import check_answer, last_boxed, math_verify, nesting_depth
 from grpo_bench.scoring import RewardScorer
 
 
@@ -93,6 +93,16 @@ TABLE = [
     ("(-1,1)\\cup(2,3)", B("(2,3)\\cup(-1,1)"), 1.0),
     ("\\{2\\}", B("2"), 1.0),  # debatable: a one-element set equals its element
     ("\\emptyset", B("\\emptyset"), 1.0),
+    # ambiguous or malformed: 0.0, not whatever the parser reads first (issue 8)
+    ("5", B("5 \\text{dollars and } 3 \\text{ cents}"), 0.0),  # two numbers joined by text; was graded 5
+    ("3", B("3 \\text{ apples and } 4 \\text{ pears}"), 0.0),  # two answers in one box; was graded 3
+    ("4", B("3 \\text{ apples and } 4 \\text{ pears}"), 0.0),  # ... whichever one the gold is
+    ("1000", "#### 1,00,0", 0.0),  # commas not in groups of three: not a number; was read as 1000
+    ("100", "#### 1,00", 0.0),
+    ("4", B("3 \\\\ 4"), 0.0),  # a line break: two answers; was graded 4
+    ("3", B("3 \\\\ 4"), 0.0),
+    ("1", "#### " + "1" * 41, 0.0),  # longer than MAX_HASH_CHARS: not parsed
+    ("2", B("\\left(" * 11 + "2" + "\\right)" * 11), 0.0),  # nested deeper than MAX_NESTING: not parsed
     # no answer, wrong answer, unclosed box
     ("3", "no answer here", 0.0),
     ("3", B("4"), 0.0),
@@ -126,11 +136,22 @@ PATHOLOGICAL = {
     "100 kB completion": ("72", "blah " * 20000 + "\\boxed{72}"),
     "unbalanced braces": ("72", "\\boxed{" * 14000),
     "unclosed inner brace": ("72", "\\boxed{72" + "{" * 50000),
-    "nested fractions": ("2", "\\boxed{" + "\\frac{1}{" * 50 + "2" + "}" * 50 + "}"),
-    "continued fraction": ("1", tower(30)),  # sympy simplification explodes: a timeout
+    "nested fractions": ("2", "\\boxed{" + "\\frac{1}{" * 50 + "2" + "}" * 50 + "}"),  # deeper than MAX_NESTING
+    "continued fraction": ("1", tower(30)),  # sympy simplification exploded (a timeout); now refused unparsed
     "too long to parse": ("1", tower(200)),  # over MAX_ANSWER_CHARS: 0.0 at once
     "many hashes": ("72", "#### ," * 20000),
 }
+
+
+def test_nesting_is_refused_before_parsing():
+    # issue 8: depth 30 in 210 characters kept the parser busy for over 90 s; now refused unparsed
+    deep = "{" * 30 + "1" + "}" * 30
+    assert len("\\boxed{" + deep + "}") < 210 and nesting_depth(deep) == 30
+    t0 = time.monotonic()
+    assert check_answer("1", B(deep)) == 0.0
+    assert check_answer("1", B("\\frac{1}{" * 30 + "1" + "}" * 30)) == 0.0
+    assert time.monotonic() - t0 < 1.0
+    assert nesting_depth("\\frac{\\sqrt{3}}{2}") == 2 and nesting_depth("}}{(") == 2
 
 
 def test_last_boxed_is_linear():
@@ -157,12 +178,12 @@ def test_pathological_inputs_finish_within_the_limit():
     assert counts["error"] == 0 and counts["none"] == 0
     statuses = dict(zip(names, res.values["math_verify"]))
     assert statuses["100 kB completion"] == 1.0
-    assert statuses["nested fractions"] == 1.0
     assert statuses["power tower, gold"] == 1.0
-    for name in ("power tower", "unbalanced braces", "unclosed inner brace", "too long to parse", "many hashes"):
+    for name in ("power tower", "unbalanced braces", "unclosed inner brace", "too long to parse", "many hashes",
+                 "nested fractions", "continued fraction"):
         assert statuses[name] == 0.0, name
     timed_out = {p["index"] for p in res.problems if p["status"] == "timeout"}
-    assert {names[i] for i in timed_out} <= {"huge power", "continued fraction"}
+    assert {names[i] for i in timed_out} <= {"huge power"}
 
 
 def _in_thread(fn):

@@ -4,7 +4,13 @@
 the last ``\\boxed{...}`` of the completion or, for GSM8K-style text, the number after ``####``
 (thousands commas allowed); then ``math_verify.verify(gold, pred)``. 1.0 when equal, 0.0 when not,
 ``None`` when the gold answer itself cannot be parsed (the reward does not apply).
-A boxed answer longer than :data:`MAX_ANSWER_CHARS` scores 0.0 without parsing.
+
+Cost bounded by the input's shape, before any parsing: a boxed answer longer than
+:data:`MAX_ANSWER_CHARS` or with braces/brackets nested deeper than :data:`MAX_NESTING` scores 0.0
+unparsed (depth 30 in 210 characters kept the parser busy for over 90 s); the ``####`` number is at
+most :data:`MAX_HASH_CHARS` characters with commas only in groups of three (``1,00,0`` is not a number).
+Ambiguous answers score 0.0 instead of whatever the parser picks first: two numbers joined by text
+(``5 \text{dollars and } 3 \text{ cents}``) and a line break ``\\`` outside a matrix (``3 \\ 4``).
 
 Time limits: math-verify's own timeouts use SIGALRM, which works on the main thread only, so they
 are switched off here; the harness's worker pool (:class:`grpo_bench.scoring.RewardScorer`) bounds
@@ -24,6 +30,15 @@ from grpo_bench.rewards import completion_text
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _HASH_ANSWER = re.compile(r"####\s*\$?\s*([-+]?[\d,]*\.?\d+)")
+_GROUPED = re.compile(r"[-+]?(?:\d+|\d{1,3}(?:,\d{3})+)(?:\.\d+)?|[-+]?\.\d+")
+_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|mathrm)\s*\{[^{}]*\}")
+_NUMBER_TEXT_NUMBER = re.compile(r"\d\s*\x00[\s\x00]*[-+]?\s*\.?\d")
+_ENVIRONMENT = re.compile(r"\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
+_OPEN, _CLOSE = "{([", "})]"
+#: deepest nesting of {}, () and [] in a predicted answer that is parsed at all
+MAX_NESTING = 10
+#: longest number after "####" that is parsed (GSM8K answers have at most a few digits)
+MAX_HASH_CHARS = 40
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BRACE = re.compile(r"[{}]")
 #: a predicted answer longer than this scores 0.0 unparsed (real answers are short; sympy on 100 kB is not)
@@ -52,9 +67,36 @@ def last_boxed(text: str) -> str | None:
 
 
 def gsm8k_hash_answer(text: str) -> str | None:
-    """The number after the last ``####`` with commas removed (GSM8K's answer format)."""
+    """The number after the last ``####`` with commas removed (GSM8K's answer format).
+
+    None when there is none, when it is longer than :data:`MAX_HASH_CHARS`, or when its commas are
+    not thousands separators (``1,00,0``).
+    """
     found = _HASH_ANSWER.findall(text)
-    return found[-1].replace(",", "") if found else None
+    if not found or len(found[-1]) > MAX_HASH_CHARS or not _GROUPED.fullmatch(found[-1]):
+        return None
+    return found[-1].replace(",", "")
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest nesting of ``{}``, ``()`` and ``[]`` (unbalanced closers ignored), in one pass."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in _CLOSE and depth:
+            depth -= 1
+    return deepest
+
+
+def ambiguous(boxed: str) -> str | None:
+    """Why a boxed answer holds more than one answer (None when it does not)."""
+    if _NUMBER_TEXT_NUMBER.search(_TEXT.sub("\x00", boxed)):
+        return "two numbers joined by text"
+    if "\\\\" in _ENVIRONMENT.sub("", boxed):
+        return "a line break outside a matrix"
+    return None
 
 
 def _parse(text: str):
@@ -73,7 +115,8 @@ def check_answer(gold: str, completion: str) -> float | None:
     if not gold_parsed:
         return None
     boxed = last_boxed(completion)
-    if boxed is not None and len(boxed) > MAX_ANSWER_CHARS:
+    if boxed is not None and (len(boxed) > MAX_ANSWER_CHARS or nesting_depth(boxed) > MAX_NESTING
+                              or ambiguous(boxed)):
         return 0.0
     if boxed is not None:
         pred_text = f"$\\boxed{{{boxed}}}$"
