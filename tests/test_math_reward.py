@@ -8,7 +8,12 @@ import threading
 import time
 
 import pytest
-from grpo_bench.plugins.rewards.math_answer import check_answer, last_boxed, math_verify, nesting_depth
+from grpo_bench.plugins.rewards.math_answer import (
+    check_answer,
+    last_boxed,
+    math_verify,
+    nesting_depth,
+)
 from grpo_bench.scoring import RewardScorer
 
 

@@ -9,11 +9,9 @@ read it and run with the system interpreter). Run with ``-s`` to see the (case, 
 """
 
 import json
-import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys

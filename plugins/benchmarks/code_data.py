@@ -22,6 +22,7 @@ import warnings
 from grpo_bench import hookimpl, sandbox
 from grpo_bench.benchmark import Benchmark, Problem, read_bundled
 
+
 def code_sandbox() -> dict:
     """The code sandbox in force, recorded in every result of these benchmarks (see docs/sandbox.md)."""
     try:
