@@ -143,15 +143,18 @@ class Estimator:
             self._exact_ok = bool(torch.allclose(whole, parts, rtol=1e-8, atol=1e-12 * float(parts.norm()) + 1e-300))
         return self._exact_ok
 
-    def exact_expectation(self, baseline: torch.Tensor, old: Point, at: Point) -> torch.Tensor | None:
-        """E_{batch ~ pi_old}[u] by enumeration, or None where it cannot be (see ``exact_available``)."""
+    def exact_expectation(self, baseline: torch.Tensor, old: Point, at: Point,
+                          advantages: torch.Tensor | None = None) -> torch.Tensor | None:
+        """E_{batch ~ pi_old}[u] by enumeration, or None where it cannot be (see ``exact_available``).
+        ``advantages`` ``[S]``: a fixed advantage per completion instead of r - b(x)."""
         if not self.exact_available(old):
             return None
         probe = self.probe
         rows = torch.arange(probe.idx.shape[0])
         with torch.no_grad():
             weight = torch.exp(probe.seq_logp(old.logp)) / probe.num_prompts
-        adv = (probe.rewards - baseline[probe.prompt]) * weight
+        fixed = probe.rewards - baseline[probe.prompt] if advantages is None else advantages
+        adv = fixed * weight
         return self._direction(rows, adv, 1.0, old, at)
 
 
