@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as staleness, G and length grow (docs/gradient-bias.md)")
     gb.add_argument("--out", default="results/gradient-bias", help="output folder (default: results/gradient-bias)")
     gb.add_argument("--variants", help="comma-separated algorithms (default: every registered one)")
-    gb.add_argument("--advantages", default="group,raw", help="advantage modes: group (the plugin's), raw "
-                    "(A = r - E_old[r|x], exact expectation possible) (default: group,raw)")
+    gb.add_argument("--advantages", default="group,raw,sum", help="advantage modes: group (the plugin's), raw "
+                    "(A = r - E_old[r|x], exact expectation possible), sum (raw, divided by the loss's per-token "
+                    "weight: no length normalisation) (default: group,raw,sum)")
     gb.add_argument("--no-ablations", action="store_true", help="leave out the noclip specs")
     gb.add_argument("--kls", default="0,0.01,0.03,0.1,0.3,1,3", help="exact KL targets of the perturbation sweep")
     gb.add_argument("--group-size", type=int, default=8)

@@ -172,7 +172,7 @@ def test_every_registered_algorithm_is_probed_with_a_noclip_ablation_where_it_cl
     specs = default_specs(registry)
     assert {s.algorithm for s in specs} == set(registry.names("algorithms"))
     labels = {s.label for s in specs}
-    assert {"grpo", "grpo[raw]", "grpo[noclip]", "tic_grpo[noclip][raw]", "grpo_no_is"} <= labels
+    assert {"grpo", "grpo[raw]", "grpo[sum]", "grpo[noclip]", "tic_grpo[noclip][raw]", "grpo_no_is"} <= labels
     assert "grpo_no_is[noclip]" not in labels  # it has no eps option
 
 
@@ -210,7 +210,7 @@ def test_cli_writes_table_plots_and_config(tmp_path, capsys):
     assert {r["sweep"] for r in data["rows"]} == {"kl", "group_size", "length", "opt_steps"}
     for r in data["rows"]:
         assert -1 <= r["cos_k"] <= 1 and r["cos_k_lo"] <= r["cos_k_hi"]
-        if r["advantage"] == "raw" and r["staleness"] == "kl=0":
+        if r["advantage"] != "group" and r["staleness"] == "kl=0":
             assert r["exact_cos_k"] == pytest.approx(r["exact_cos_old"])
     assert "not yet measured" in (out / "table.md").read_text()
     assert json.loads((out / "config.json").read_text())["provenance"]["git_commit"]
@@ -222,3 +222,25 @@ def test_cli_rejects_bad_options(tmp_path, capsys):
     assert main(["probe", "gradient-bias", "--out", str(tmp_path), "--group-sizes", "1"]) == 2
     assert "error" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_sum_advantages_remove_the_length_normalisation(probe, registry):
+    """'sum' divides A by the plugin's own per-token weight (1/|o| for grpo, 1 for tic_grpo), so with the true
+    value baseline every variant's exact expectation at theta_old is grad J(theta_old) itself, and the
+    reuse-gradient variant's stays there wherever theta_k is."""
+    theta_old = probe.old_theta()
+    old = Point.at(probe, theta_old)
+    b = probe.value(theta_old)
+    ref = autograd_grad_J(probe, theta_old)
+    far = Point.at(probe, random_theta(probe, theta_old, 3.0, 5))
+    for name in ("grpo", "tic_grpo", "grpo_no_is"):
+        e = Estimator(probe, VariantSpec(name, (), "sum"), registry)
+        assert torch.allclose(e.exact_expectation(b, old, old), ref, rtol=1e-10, atol=1e-15), name
+    e = Estimator(probe, VariantSpec("grpo", (), "sum"), registry)
+    e.prepare(old)
+    assert torch.allclose(e._weights, 1 / probe.lengths)
+    nois = Estimator(probe, VariantSpec("grpo_no_is", (), "sum"), registry)
+    assert torch.allclose(nois.exact_expectation(b, old, far), ref, rtol=1e-10, atol=1e-15)
+    tic = Estimator(probe, VariantSpec("tic_grpo", (("eps_high", NO_CLIP),), "sum"), registry)
+    assert torch.allclose(tic.exact_expectation(b, old, far), autograd_grad_J(probe, far.theta), rtol=1e-9,
+                          atol=1e-13)

@@ -10,7 +10,12 @@ gets u evaluated at theta_old whatever theta_k is.
 
 Advantages: ``group`` calls the plugin's ``advantages(rewards[P, G], lengths[P, G])``; ``raw`` uses
 A = r - b(x) with b(x) = E_{pi_old}[r | x] computed exactly (a fixed baseline: every completion's
-term then depends on that completion only, so the expectation over batches can be enumerated).
+term then depends on that completion only, so the expectation over batches can be enumerated);
+``sum`` uses A = (r - b(x)) / c(o), where c(o) is the weight the plugin's loss puts on each token of
+completion o at theta_old (1/|o| for a per-completion token mean, 1 for a per-sequence ratio):
+it replaces the plugin's length aggregation by a plain sum over tokens, isolating the ratio level
+(token vs trajectory) from the length normalisation. Available where c(o) is the same for every
+token of o and the loss is separable (see ``exact_available``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ..algorithm import PolicyBatch, Stats
 from ..errors import UserError
 from .policy import DTYPE, ProbePolicy
 
-ADVANTAGES = ("group", "raw")
+ADVANTAGES = ("group", "raw", "sum")
 NO_CLIP = 1e6  # the value every eps* option gets in the "noclip" ablation
 
 
@@ -40,7 +45,7 @@ class VariantSpec:
     @property
     def label(self) -> str:
         extra = [self.tag] if self.tag else []
-        return self.algorithm + "".join(f"[{x}]" for x in extra + ([] if self.advantage == "group" else ["raw"]))
+        return self.algorithm + "".join(f"[{x}]" for x in extra + ([] if self.advantage == "group" else [self.advantage]))
 
 
 @dataclass
@@ -74,6 +79,7 @@ class Estimator:
         self.algo = self.cls(**dict(spec.options))
         self.reuse = bool(getattr(self.cls, "reuse_gradient", False))
         self._exact_ok: bool | None = None
+        self._weights: torch.Tensor | None = None
 
     def config(self) -> dict:
         return {"label": self.spec.label, "advantage": self.spec.advantage, **self.algo.config(),
@@ -85,11 +91,13 @@ class Estimator:
         r = self.probe.rewards[rows]
         if self.spec.advantage == "raw":
             return r - baseline.unsqueeze(1)
+        if self.spec.advantage == "sum":
+            return (r - baseline.unsqueeze(1)) / self._weights[rows]
         return self.algo.advantages(r, self.probe.lengths[rows]).to(DTYPE)
 
     # ---- one update ---------------------------------------------------------------------------
-    def _cotangent(self, rows: torch.Tensor, adv: torch.Tensor, n: float, old: Point, at: Point) -> torch.Tensor:
-        """d loss / d (token table) ``[T]`` for completion ``rows`` (flat) with advantages ``adv`` (flat): the
+    def _cotangent_rows(self, rows: torch.Tensor, adv: torch.Tensor, n: float, old: Point, at: Point) -> torch.Tensor:
+        """d loss / d logp ``[len(rows), L]`` for completion ``rows`` (flat) with advantages ``adv`` (flat): the
         plugin's loss at ``at`` (at ``old`` for a reuse-gradient algorithm)."""
         pt = old if self.reuse else at
         idx, mask = self.probe.idx[rows], self.probe.mask[rows]
@@ -101,9 +109,11 @@ class Estimator:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.spec.label}: non-finite loss on the probe")
         (cot,) = torch.autograd.grad(loss, logp, allow_unused=True)
-        if cot is None:
-            return torch.zeros(self.probe.table_size, dtype=DTYPE)
-        return self.probe.scatter(rows, cot)
+        return torch.zeros_like(logp) if cot is None else cot
+
+    def _cotangent(self, rows: torch.Tensor, adv: torch.Tensor, n: float, old: Point, at: Point) -> torch.Tensor:
+        """d loss / d (token table) ``[T]``."""
+        return self.probe.scatter(rows, self._cotangent_rows(rows, adv, n, old, at))
 
     def _jac(self, old: Point, at: Point) -> torch.Tensor:
         return old.jac if self.reuse else at.jac
@@ -117,6 +127,7 @@ class Estimator:
 
     def updates(self, batches: torch.Tensor, baseline: torch.Tensor, old: Point, at: Point) -> torch.Tensor:
         """Update directions ``[B, D]`` for batches ``[B, P, G]`` (one loss per batch, one matrix product)."""
+        self.prepare(old)
         cots = []
         for rows in batches:
             adv = self.advantages(rows, baseline)
@@ -124,12 +135,27 @@ class Estimator:
         return -(torch.stack(cots) @ self._jac(old, at))
 
     # ---- exact expectation --------------------------------------------------------------------
-    def exact_available(self, old: Point) -> bool:
+    def prepare(self, old: Point) -> None:
+        """For ``sum`` advantages: c(o), each completion's per-token loss weight at theta_old (A = 1, N = 1)."""
+        if self.spec.advantage != "sum" or self._weights is not None:
+            return
+        if not self.exact_available(old, mode_ok=True):
+            raise UserError(f"probe: {self.spec.label}: 'sum' advantages need a loss that is a sum of per-completion terms")
+        rows = torch.arange(self.probe.idx.shape[0])
+        cot = self._cotangent_rows(rows, torch.ones(len(rows), dtype=DTYPE), 1.0, old, old)
+        mask = self.probe.mask
+        c = -(cot * mask).sum(1) / mask.sum(1)
+        if not torch.allclose(cot * mask, -c.unsqueeze(1) * mask, rtol=1e-9, atol=1e-15) or bool((c <= 0).any()):
+            raise UserError(f"probe: {self.spec.label}: the loss does not weight a completion's tokens equally at "
+                            "theta_old, so 'sum' advantages are not defined")
+        self._weights = c
+
+    def exact_available(self, old: Point, mode_ok: bool = False) -> bool:
         """The expectation can be enumerated when advantages are fixed per completion (raw) and the loss is a
         sum of per-completion terms, each positively homogeneous in its advantage (then weighting A by
         pi_old(o|x)/P with N = 1 gives the expectation). Checked numerically on a few completions at a
         moved theta, so a plugin that normalises over the batch (by total tokens, say) is not mistaken."""
-        if self.spec.advantage != "raw":
+        if self.spec.advantage == "group" and not mode_ok:
             return False
         if self._exact_ok is None:
             gen = torch.Generator().manual_seed(1234)
@@ -149,11 +175,14 @@ class Estimator:
         ``advantages`` ``[S]``: a fixed advantage per completion instead of r - b(x)."""
         if not self.exact_available(old):
             return None
+        self.prepare(old)
         probe = self.probe
         rows = torch.arange(probe.idx.shape[0])
         with torch.no_grad():
             weight = torch.exp(probe.seq_logp(old.logp)) / probe.num_prompts
         fixed = probe.rewards - baseline[probe.prompt] if advantages is None else advantages
+        if advantages is None and self.spec.advantage == "sum":
+            fixed = fixed / self._weights
         adv = fixed * weight
         return self._direction(rows, adv, 1.0, old, at)
 

@@ -313,8 +313,28 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def summary_markdown(rows: list[dict]) -> str:
+    """Variants x KL (perturbation sweep): "cos_k / cos_old", exact where enumerable (marked *), else Monte Carlo."""
+    rows = [r for r in rows if r["sweep"] == "kl"]
+    kls = sorted({r["kl_target"] for r in rows})
+    out = ["| variant | " + " | ".join(f"KL {k:g}" for k in kls) + " |", "|---|" + "---|" * len(kls)]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        cells = []
+        for k in kls:
+            r = next((x for x in rows if x["variant"] == variant and x["kl_target"] == k), None)
+            if r is None:
+                cells.append("-")
+            elif r["exact_cos_k"] is not None:
+                cells.append(f"{r['exact_cos_k']:.3f} / {r['exact_cos_old']:.3f}*")
+            else:
+                cells.append(f"{r['cos_k']:.3f} / {r['cos_old']:.3f}")
+        out.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def to_markdown(result: dict) -> str:
-    out = []
+    out = ["### Summary: cos(E u, ∇J(θ_k)) / cos(E u, ∇J(θ_old)) by exact KL (* exact expectation, "
+           "else Monte Carlo)", "", summary_markdown(result["rows"])]
     titles = {"kl": "Staleness by exact KL (random-direction perturbation)",
               "group_size": "Group size G", "length": "Maximum completion length",
               "opt_steps": "Staleness by k Adam steps of the variant itself"}
@@ -354,7 +374,9 @@ def write(result: dict, cfg: BiasConfig, out_dir: Path, provenance: dict, band: 
         f"mean length at θ_old {p['mean_length_old']:.2f} tokens. {cfg.batches} Monte Carlo batches per cell "
         f"(the same batches for every variant), 95% percentile-bootstrap intervals over batches ({cfg.bootstrap} "
         "resamples). KL = exact sequence-level KL(π_old || π_θk), mean over prompts. `exact` columns: the "
-        "expectation by enumeration (raw advantages A = r - E_old[r|x] only). Definitions: docs/gradient-bias.md.", "",
+        "expectation by enumeration ([raw]: A = r - E_old[r|x]; [sum]: the same divided by the loss's own per-token "
+        "weight, i.e. no length normalisation; not for group-normalised advantages). Definitions: "
+        "docs/gradient-bias.md.", "",
         f"SmolLM2 runs' inner-step KL (sequence level): {band_txt}.", "",
     ]
     files = [out_dir / "table.md", out_dir / "table.csv", out_dir / "table.json", out_dir / "config.json"]
