@@ -313,28 +313,33 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def summary_markdown(rows: list[dict]) -> str:
-    """Variants x KL (perturbation sweep): "cos_k / cos_old", exact where enumerable (marked *), else Monte Carlo."""
-    rows = [r for r in rows if r["sweep"] == "kl"]
-    kls = sorted({r["kl_target"] for r in rows})
-    out = ["| variant | " + " | ".join(f"KL {k:g}" for k in kls) + " |", "|---|" + "---|" * len(kls)]
+def summary_markdown(rows: list[dict], sweep: str = "kl") -> str:
+    """Variants x staleness of one sweep: "cos_k / cos_old", exact where enumerable (marked *), else Monte
+    Carlo; in the opt_steps sweep each cell also gives the exact KL the variant's own steps reached."""
+    rows = [r for r in rows if r["sweep"] == sweep]
+    levels = list(dict.fromkeys(r["staleness"] for r in rows))
+    out = ["| variant | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         cells = []
-        for k in kls:
-            r = next((x for x in rows if x["variant"] == variant and x["kl_target"] == k), None)
+        for level in levels:
+            r = next((x for x in rows if x["variant"] == variant and x["staleness"] == level), None)
             if r is None:
                 cells.append("-")
-            elif r["exact_cos_k"] is not None:
-                cells.append(f"{r['exact_cos_k']:.3f} / {r['exact_cos_old']:.3f}*")
+                continue
+            if r["exact_cos_k"] is not None:
+                cell = f"{r['exact_cos_k']:.3f} / {r['exact_cos_old']:.3f}*"
             else:
-                cells.append(f"{r['cos_k']:.3f} / {r['cos_old']:.3f}")
+                cell = f"{r['cos_k']:.3f} / {r['cos_old']:.3f}"
+            cells.append(cell + (f" (KL {r['kl']:.2f})" if sweep == "opt_steps" else ""))
         out.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
 def to_markdown(result: dict) -> str:
     out = ["### Summary: cos(E u, ∇J(θ_k)) / cos(E u, ∇J(θ_old)) by exact KL (* exact expectation, "
-           "else Monte Carlo)", "", summary_markdown(result["rows"])]
+           "else Monte Carlo)", "", summary_markdown(result["rows"]),
+           "### Summary: the same after k Adam steps of the variant itself (exact KL reached in brackets)", "",
+           summary_markdown(result["rows"], "opt_steps")]
     titles = {"kl": "Staleness by exact KL (random-direction perturbation)",
               "group_size": "Group size G", "length": "Maximum completion length",
               "opt_steps": "Staleness by k Adam steps of the variant itself"}
