@@ -1,4 +1,4 @@
-"""The ``grpo-bench`` command: run, eval, leaderboard, compare, plugins."""
+"""The ``grpo-bench`` command: run, eval, leaderboard, compare, plugins, probe."""
 
 from __future__ import annotations
 
@@ -123,6 +123,39 @@ def _cmd_plugins(args) -> int:
     return 0
 
 
+def _floats(text: str, what: str, cast=float) -> tuple:
+    try:
+        return tuple(cast(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"{what}: expected a comma-separated list of numbers, got {text!r}") from None
+
+
+def _cmd_probe_gradient_bias(args) -> int:
+    from .probe.gradient_bias import BiasConfig, real_run_kl, run, write
+    from .probe.policy import ProbeConfig
+    from .provenance import provenance
+    from .registry import default_registry
+
+    registry = default_registry()
+    probe = ProbeConfig(digits=args.digits, max_len=args.max_len, targets=_floats(args.targets, "--targets", int),
+                        hidden=args.hidden, seed=args.seed, warm_start_value=args.warm_start_value)
+    cfg = BiasConfig(
+        probe=probe, algorithms=[v for v in args.variants.split(",") if v] if args.variants else None,
+        advantages=tuple(a for a in args.advantages.split(",") if a), ablations=not args.no_ablations,
+        kls=_floats(args.kls, "--kls"), group_size=args.group_size, group_sizes=_floats(args.group_sizes, "--group-sizes", int),
+        max_lens=_floats(args.max_lens, "--max-lens", int), sweep_kl=args.sweep_kl,
+        opt_steps=_floats(args.opt_steps, "--opt-steps", int), lr=args.lr, batches=args.batches,
+        bootstrap=args.bootstrap, seed=args.seed)
+    if len(probe.targets) < 1:
+        raise UserError("--targets: give at least one target digit sum")
+    cfg.check()
+    result = run(cfg, registry, log=print)
+    band = real_run_kl(Path(args.runs_root))
+    files = write(result, cfg, Path(args.out), provenance(), band)
+    print(f"{result['seconds']:.0f} s; wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
 def parse_engine_options(items: list[str]) -> dict:
     """``["dtype=\"float32\"", "enforce_eager=true"]`` -> ``{"dtype": "float32", "enforce_eager": True}``."""
     import tomllib
@@ -196,6 +229,34 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("b", help="results folder B")
     cmp.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     cmp.set_defaults(fn=_cmd_compare)
+
+    pr = sub.add_parser("probe", help="exact probes of the algorithms on a policy small enough to enumerate")
+    prs = pr.add_subparsers(dest="probe", required=True)
+    gb = prs.add_parser("gradient-bias", help="expected update vs exact policy gradient at theta_k and theta_old, "
+                        "as staleness, G and length grow (docs/gradient-bias.md)")
+    gb.add_argument("--out", default="results/gradient-bias", help="output folder (default: results/gradient-bias)")
+    gb.add_argument("--variants", help="comma-separated algorithms (default: every registered one)")
+    gb.add_argument("--advantages", default="group,raw,sum", help="advantage modes: group (the plugin's), raw "
+                    "(A = r - E_old[r|x], exact expectation possible), sum (raw, divided by the loss's per-token "
+                    "weight: no length normalisation) (default: group,raw,sum)")
+    gb.add_argument("--no-ablations", action="store_true", help="leave out the noclip specs")
+    gb.add_argument("--kls", default="0,0.01,0.03,0.1,0.3,1,3", help="exact KL targets of the perturbation sweep")
+    gb.add_argument("--group-size", type=int, default=8)
+    gb.add_argument("--group-sizes", default="2,4,8,16", help="G values of the group-size sweep")
+    gb.add_argument("--max-len", type=int, default=5, help="most tokens per completion, EOS included")
+    gb.add_argument("--max-lens", default="3,4,5,6", help="max lengths of the length sweep")
+    gb.add_argument("--sweep-kl", type=float, default=0.3, help="KL of the group-size and length sweeps")
+    gb.add_argument("--opt-steps", default="1,2,4,8", help="k values of the optimizer-step sweep")
+    gb.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the optimizer-step sweep")
+    gb.add_argument("--batches", type=int, default=400, help="Monte Carlo batches per cell")
+    gb.add_argument("--bootstrap", type=int, default=400, help="bootstrap resamples")
+    gb.add_argument("--digits", type=int, default=3, help="non-EOS tokens (digit values 1..N)")
+    gb.add_argument("--targets", default="3,4,5,6", help="one prompt per target digit sum")
+    gb.add_argument("--hidden", type=int, default=32, help="MLP hidden units")
+    gb.add_argument("--warm-start-value", type=float, default=0.3, help="theta_old: exact ascent until mean J >= this")
+    gb.add_argument("--seed", type=int, default=0)
+    gb.add_argument("--runs-root", default="results", help="where to read the published runs' KL from")
+    gb.set_defaults(fn=_cmd_probe_gradient_bias)
 
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
     pl.set_defaults(fn=_cmd_plugins)

@@ -269,6 +269,11 @@ class Trainer:
                 if first:
                     old[k] = logp.detach()
                     entropy_stats.mean("entropy", ent, mask)
+                else:  # staleness the loss sees: k3 = exp(d) - 1 - d, d = logp - old, unbiased for KL(pi_old || pi_theta)
+                    d = (logp.detach() - old[k]).double()
+                    k3 = (torch.exp(d) - 1 - d) * mask
+                    stats.mean("kl_old_k3_seq", k3.sum(dim=1))
+                    stats.mean("kl_old_k3_token", k3, mask)
                 batch = PolicyBatch(logp, old[k], mask, adv, n_j, ref[k], num_tokens=tokens_j,
                                     max_new_tokens=cfg.max_new_tokens)
                 loss = self.algorithm.loss(batch, stats)
