@@ -2,8 +2,10 @@
 
 Threads cannot be interrupted in Python and math-verify's own timeout relies on SIGALRM (main
 thread only), so a reward call runs in a separate process. A call that overruns its limit gets
-its worker killed (and replaced); a worker that dies is reported as an error. Neither stops the
-batch: every call gets an :class:`Outcome`.
+its worker killed (and replaced); a worker that dies during a call is reported as an error for that
+call and replaced. A worker that died between calls (killed from outside, or a call that ended it
+after replying) is replaced before its next call. None of these stops the batch: every call gets
+an :class:`Outcome`.
 
 Callables must be picklable by reference (module-level functions). Unpicklable ones (lambdas,
 closures) fall back to ``inline`` mode: a daemon thread whose result is abandoned on timeout,
@@ -81,6 +83,10 @@ class WorkerPool:
         self._workers: list[_Worker] = []
 
     def _ensure(self) -> None:
+        """Top the pool up, replacing workers that died since the last call (killed, ``os._exit``)."""
+        for worker in [w for w in self._workers if not w.proc.is_alive()]:
+            worker.kill()
+            self._workers.remove(worker)
         while len(self._workers) < self.size:
             self._workers.append(_Worker(self._ctx))
 
@@ -92,6 +98,7 @@ class WorkerPool:
         self._ensure()
         idle = list(self._workers)
         busy: dict[Connection, tuple[_Worker, int, float]] = {}
+        resent: dict[int, int] = {}
         while pending or busy:
             while pending and idle:
                 worker = idle.pop()
@@ -101,6 +108,16 @@ class WorkerPool:
                 except (pickle.PicklingError, AttributeError, TypeError):  # a lambda or closure
                     outcomes[i] = run_inline(calls[i], self.timeout_s)
                     idle.append(worker)
+                    continue
+                except OSError as exc:  # the worker died while idle (broken pipe): replace it, call again
+                    worker.kill()
+                    self._replace(worker)
+                    idle.append(self._workers[-1])
+                    resent[i] = resent.get(i, 0) + 1
+                    if resent[i] > 2:
+                        outcomes[i] = Outcome("error", message=f"cannot reach a worker process: {exc}")
+                    else:
+                        pending.appendleft(i)
                     continue
                 busy[worker.conn] = (worker, i, time.monotonic())
             if not busy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,6 +22,29 @@ def call_one(fn: Callable, prompt: Any, completion: Any, columns: dict[str, Any]
     if not isinstance(out, (list, tuple)) or len(out) != 1:
         raise TypeError(f"reward must return a list with one value per sample, got {out!r:.80}")
     return out[0]
+
+
+#: The largest |value| a reward may return; beyond it (or non-finite) the sample's value is an error,
+#: so weighted totals, group means and standard deviations stay finite (weights are bounded at load).
+MAX_ABS_REWARD = 1e12
+
+
+def as_score(value: Any) -> tuple[str, float | None, str]:
+    """A reward's return value for one sample -> (status, value, message).
+
+    ``None`` -> "none" (the reward does not apply). A real number (int, float, and numpy/torch scalar
+    types registered as :class:`numbers.Real`) that is finite with ``|value| <= MAX_ABS_REWARD`` -> "ok".
+    Anything else is an "error": a bool (``True`` is almost always a bug such as a comparison returned
+    by mistake; return 1.0/0.0), a string such as ``"1.0"``, NaN, +-inf or an out-of-range number.
+    """
+    if value is None:
+        return "none", None, ""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        return "error", None, f"returned {type(value).__name__} {value!r:.80}, not a number (int or float)"
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > MAX_ABS_REWARD:
+        return "error", None, f"returned {value!r}, not a finite number with |value| <= {MAX_ABS_REWARD:g}"
+    return "ok", value, ""
 
 
 @dataclass
@@ -66,15 +90,8 @@ class RewardScorer:
             counter: Counter = Counter()
             for i, oc in enumerate(outcomes):
                 status, value, message = oc.status, oc.value, oc.message
-                if status == "ok" and value is not None:
-                    try:
-                        value = float(value)
-                        if math.isnan(value):
-                            raise ValueError("NaN")
-                    except (TypeError, ValueError):
-                        status, message = "error", f"returned a non-number: {value!r:.80}"
-                if status == "ok" and value is None:
-                    status = "none"
+                if status == "ok":
+                    status, value, message = as_score(value)
                 counter[status] += 1
                 if status in ("error", "timeout"):
                     row = {"reward": name, "index": i, "status": status, "message": message,
@@ -88,7 +105,10 @@ class RewardScorer:
         totals = []
         for i in range(n):
             present = [(self.weights[k], v[i]) for k, v in values.items() if v[i] is not None]
-            totals.append(sum(w * x for w, x in present) if present else self.missing_total)
+            total = sum(w * x for w, x in present) if present else self.missing_total
+            if not math.isfinite(total):  # unreachable with bounded values and weights; never pass it on
+                raise ValueError(f"sample {i}: weighted reward total is not finite ({total!r})")
+            totals.append(total)
         return ScoreResult(totals, values, counts, problems)
 
     def close(self) -> None:
