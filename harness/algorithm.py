@@ -14,6 +14,7 @@ the ratio-based variants (:class:`ClippedRatio`) ``ratio_level``, ``clip``, ``ep
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -158,11 +159,16 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
             given[key] = float(value)
         elif not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise UserError(f"{where}: option {key!r} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        if isinstance(given[key], float) and not math.isfinite(given[key]):
+            raise UserError(f"{where}: option {key!r} must be a finite number, got {given[key]!r}")
     opts = cls(**given)
     for f in dataclasses.fields(cls):
         allowed = f.metadata.get("choices")
         if allowed and getattr(opts, f.name) not in allowed:
             raise UserError(f"{where}: option {f.name!r} must be one of {', '.join(allowed)}; got {getattr(opts, f.name)!r}")
+    if not opts.delta > 0:  # a group of equal rewards has std 0: (r - mean) / (0 + 0) is NaN
+        raise UserError(f"{where}: option 'delta' must be > 0 (it keeps the advantage finite when a group's "
+                        f"rewards are all equal), got {opts.delta!r}")
     return opts
 
 

@@ -74,6 +74,7 @@ def _cmd_eval(args) -> int:
     engine_cls = registry.get("engines", default_engine() if args.engine == "auto" else args.engine)
     options = parse_engine_options(args.engine_option or [])
     engine_cls.check_options(options)
+    check_eval_options(args)
     model, tokenizer = load_policy(args.model, args.dtype, pick_device(args.device))
     engine = engine_cls(model, tokenizer, eos_ids(model, tokenizer), **options)
     scorer = RewardScorer({bench.eval_reward: registry.get("rewards", bench.eval_reward)})
@@ -89,6 +90,24 @@ def _cmd_eval(args) -> int:
         write_jsonl(Path(args.out).with_suffix(".records.jsonl"), records)
     print(json.dumps({k: v for k, v in summary.items() if k != "benchmark_spec"}, indent=2))
     return 0
+
+
+def check_eval_options(args) -> None:
+    """``grpo-bench eval``'s settings, with the suite loader's bounds, before anything is loaded or written."""
+    from .config.suite import MAX_SEED, check_device, check_eval, check_model
+
+    def err(key: str, msg: str) -> UserError:
+        return UserError(f"--{key.split('.')[-1].replace('_', '-')}: {msg}")
+
+    check_eval(args, err)
+    if args.limit < 0:
+        raise err("limit", f"must be >= 0 (0: the whole split), got {args.limit}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise err("seed", f"must be in [0, {MAX_SEED}] (seeds the RNGs), got {args.seed}")
+    if args.dtype not in ("float32", "bfloat16", "float16"):
+        raise err("dtype", f"expected float32, bfloat16 or float16, got {args.dtype!r}")
+    check_device(args.device, lambda msg: err("device", msg))
+    check_model(args.model, lambda msg: err("model", msg))
 
 
 def _cmd_leaderboard(args) -> int:

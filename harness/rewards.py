@@ -32,7 +32,10 @@ Worked example::
 with a wall-clock limit of ``reward_timeout_s`` per sample; a chunk that fails is retried one sample
 at a time, so a failure is pinned to its sample. A call that raises, times out, or returns something that is not a number or ``None`` is
 an *error*: counted per reward, logged with its sample, and scored as ``None`` for that
-function. A sample's total is the weighted sum of the values that are not ``None``; a sample
+function. A number is an ``int`` or ``float`` (numpy/torch-free scalars such as ``numpy.float32``
+count: anything registered as :class:`numbers.Real`) that is finite with ``|value| <= 1e12``;
+``bool`` (``True``/``numpy.bool_``), strings such as ``"1.0"``, NaN, +-inf and larger values are
+errors (see :func:`grpo_bench.scoring.scorer.as_score`). A sample's total is the weighted sum of the values that are not ``None``; a sample
 with no value at all scores 0.0 (documented option ``missing_total``).
 """
 

@@ -45,3 +45,39 @@ def odd_prompts_only(prompts, completions, **kwargs):
 
 def always_zero(prompts, completions, **kwargs):
     return [0.0 for _ in completions]
+
+
+def always_raises(prompts, completions, **kwargs):
+    raise ValueError("always broken")
+
+
+def returns_nan(prompts, completions, **kwargs):
+    return [float("nan") for _ in completions]
+
+
+def returns_inf(prompts, completions, **kwargs):
+    return [float("-inf") for _ in completions]
+
+
+def returns_huge(prompts, completions, **kwargs):
+    return [1e308 for _ in completions]
+
+
+def returns_str_number(prompts, completions, **kwargs):
+    return ["1.0" for _ in completions]
+
+
+def returns_bool(prompts, completions, **kwargs):
+    return [True for _ in completions]
+
+
+def returns_numpy(prompts, completions, **kwargs):
+    import numpy as np
+
+    return [np.float32(0.5) for _ in completions]
+
+
+def exits_on_x(prompts, completions, **kwargs):
+    if any("x" in c for c in completions):
+        os._exit(3)
+    return [1.0 for _ in completions]

@@ -218,3 +218,35 @@ def test_compare_runs_and_suites(tmp_path, capsys):
     assert re.search(r"\| arith-test \| pass@1 \| 25.0 \| 35.0 \| \+10.0 \[\+\S+, \+\S+\] \| paired-bootstrap \| 40 \|",
                      capsys.readouterr().out)
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 2
+
+
+def test_reward_error_and_timeout_rates_are_shown_and_marked(tmp_path):
+    root = fake_suite(tmp_path)
+    rng = random.Random(2)
+    # tic_grpo seed 1: 3 errors and 1 timeout of math_verify over 12 steps x 8 samples; eval: 2 errors of 40
+    run = root / "runs" / "tic_grpo" / "seed1"
+    rows = fake_metrics([0.5] * 12, rng)
+    for r in rows:
+        r.update({"reward_error/math_verify": 0, "reward_timeout/math_verify": 0, "reward_none/math_verify": 0})
+    rows[2]["reward_error/math_verify"], rows[5]["reward_error/math_verify"] = 1, 2
+    rows[7]["reward_timeout/math_verify"] = 1
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["eval"][KEY]["reward_counts"] = {"ok": 30, "none": 8, "error": 2, "timeout": 0}
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = write_leaderboard(root)
+    board = json.loads((root / "leaderboard.json").read_text())
+    fails = {r["variant"]: r["reward_failures"] for r in board["rows"]}
+    train, ev = fails["tic_grpo"]["1"]
+    assert train == {"where": "train", "reward": "math_verify", "n": 96, "error": 3, "timeout": 1,
+                     "error_rate": 3 / 96, "timeout_rate": 1 / 96}
+    assert ev["where"] == f"eval {KEY}" and (ev["n"], ev["error"], ev["error_rate"]) == (40, 2, 0.05)
+    # the table column: worst error / timeout rate in %, marked; clean variants unmarked
+    line = next(l for l in md.splitlines() if l.startswith("| tic_grpo |"))
+    assert line.endswith("| ⚠ 5.0 / 1.0 |"), line
+    assert "reward error / timeout (%)" in md and "⚠" not in next(l for l in md.splitlines() if l.startswith("| grpo |"))
+    assert "⚠ tic_grpo seed 1, train, reward `math_verify`: 3 errors (3.1%), 1 timeouts (1.0%) of 96 samples." in md
+    assert "⚠ tic_grpo seed 1, eval arith-test, reward `arith-test`: 2 errors (5.0%), 0 timeouts (0.0%) of 40" in md
+    csv_lines = (root / "leaderboard.csv").read_text().splitlines()
+    assert csv_lines[0].endswith("reward_error_rate_max,reward_timeout_rate_max")
+    assert csv_lines[3].endswith(",0.05,0.010416666666666666")

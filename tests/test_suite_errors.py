@@ -47,6 +47,55 @@ CASES = [
      "suite.equivalence_margin"),
 ]
 
+# Out-of-range and unsafe settings: each refused at load with the key and the reason, before any write.
+TRAIN = "steps = 1"
+RANGE_CASES = [
+    ("variant name ../x", 'algorithm = "grpo"', 'algorithm = "grpo"\nname = "../x"', "variants[0].name: use letters"),
+    ("variant name absolute", 'algorithm = "grpo"', 'algorithm = "grpo"\nname = "/tmp/x"', "variants[0].name"),
+    ("variant name with separator", 'algorithm = "grpo"', 'algorithm = "grpo"\nname = "a/b"', "variants[0].name"),
+    ("variant name ..", 'algorithm = "grpo"', 'algorithm = "grpo"\nname = ".."', "variants[0].name"),
+    ("suite name ..", 'engine = "hf"', 'engine = "hf"\nname = ".."', "suite.name"),
+    ("weight inf", TRAIN, 'steps = 1\nreward_weights = { math_verify = inf }', "train.reward_weights.math_verify: must be a finite number"),
+    ("weight nan", TRAIN, 'steps = 1\nreward_weights = { math_verify = nan }', "train.reward_weights.math_verify"),
+    ("weight 1e308", TRAIN, 'steps = 1\nreward_weights = { math_verify = 1e308 }', "|weight| <= 1e+06"),
+    ("group_size 10**9", TRAIN, "steps = 1\ngroup_size = 1000000000", "train.group_size: prompts_per_step * group_size"),
+    ("rollout tokens", TRAIN, "steps = 1\ngroup_size = 4096\nprompts_per_step = 16\nmax_new_tokens = 8192",
+     "train.max_new_tokens: a step holds up to"),
+    ("negative eval length", "[eval]", "[eval]\nmax_new_tokens = -5", "eval.max_new_tokens: must be >= 1"),
+    ("zero eval batch", "[eval]", "[eval]\nbatch_size = 0", "eval.batch_size: must be >= 1"),
+    ("zero micro batch", TRAIN, "steps = 1\nmicro_batch_size = 0", "train.micro_batch_size: must be >= 1"),
+    ("zero generation batch", TRAIN, "steps = 1\ngeneration_batch_size = 0", "train.generation_batch_size"),
+    ("beta1 = 1", TRAIN, "steps = 1\nadam_beta1 = 1.0", "train.adam_beta1: must be in [0, 1)"),
+    ("beta2 < 0", TRAIN, "steps = 1\nadam_beta2 = -0.1", "train.adam_beta2: must be in [0, 1)"),
+    ("nan learning rate", TRAIN, "steps = 1\nlearning_rate = nan", "train.learning_rate: must be a finite number"),
+    ("inf learning rate", TRAIN, "steps = 1\nlearning_rate = inf", "train.learning_rate: must be a finite number"),
+    ("inf temperature", TRAIN, "steps = 1\ntemperature = inf", "train.temperature: must be a finite number"),
+    ("nan eval temperature", "[eval]", "[eval]\ntemperature = nan", "eval.temperature: must be a finite"),
+    ("zero eval temperature", "[eval]", "[eval]\ntemperature = 0.0", "eval.temperature: must be a finite number > 0"),
+    ("negative grad clip", TRAIN, "steps = 1\ngrad_clip = -1.0", "train.grad_clip: must be > 0"),
+    ("negative weight decay", TRAIN, "steps = 1\nweight_decay = -0.1", "train.weight_decay: must be >= 0"),
+    ("unknown device", 'engine = "hf"', 'engine = "hf"\ndevice = "tpu7"', "suite.device: unknown device 'tpu7'"),
+    ("negative seed", 'engine = "hf"', 'engine = "hf"\nseeds = [-1]', "suite.seeds[0]: must be in [0,"),
+    ("duplicate seed", 'engine = "hf"', 'engine = "hf"\nseeds = [1, 1]', "suite.seeds: duplicate seed"),
+    ("negative eval samples", "[eval]", "[eval]\nsamples = -1", "eval.samples: must be in [0, 1024]"),
+    ("negative checkpoint interval", TRAIN, "steps = 1\ncheckpoint_every = -1", "train.checkpoint_every: must be >= 0"),
+    ("negative prompt length", TRAIN, "steps = 1\nmax_prompt_tokens = -1", "train.max_prompt_tokens: must be >= 1"),
+    ("error share > 1", TRAIN, "steps = 1\nmax_reward_error_frac = 1.5", "train.max_reward_error_frac: must be in [0, 1]"),
+    ("zero reward timeout", TRAIN, "steps = 1\nreward_timeout_s = 0.0", "train.reward_timeout_s: must be > 0"),
+    ("unknown engine option", 'engine = "hf"', 'engine = "hf"\nengine_options = { warp_speed = 9 }',
+     "suite.engine_options: engine 'hf': unknown option 'warp_speed'"),
+    ("missing model path", 'model = "tiny-random"', 'model = "/nonexistent/model"',
+     "suite.model: model '/nonexistent/model': no such folder"),
+    ("nan algorithm option", 'algorithm = "grpo"', 'algorithm = "grpo"\noptions = { eps_low = nan }',
+     "variants[0].options.eps_low: must be a finite number"),
+    ("inf algorithm option", 'algorithm = "grpo"', 'algorithm = "tic_grpo"\noptions = { max_log_ratio = inf }',
+     "variants[0].options.max_log_ratio: must be a finite number"),
+    ("nan engine option", 'engine = "hf"', 'engine = "hf"\nengine_options = { x = nan }',
+     "suite.engine_options.x: must be a finite number"),
+    ("zero delta", 'algorithm = "grpo"', 'algorithm = "grpo"\noptions = { delta = 0.0 }', "option 'delta' must be > 0"),
+]
+CASES += [(label, GOOD.replace(old, new, 1), needle) for label, old, new, needle in RANGE_CASES]
+
 
 @pytest.mark.parametrize("label,text,needle", CASES, ids=[c[0] for c in CASES])
 def test_malformed_suite(tmp_path, capsys, label, text, needle):

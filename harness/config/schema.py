@@ -51,6 +51,9 @@ class TrainConfig:
     overlong_buffer: int = 0
     overlong_penalty: float = 1.0
     overlong_filter: bool = False
+    # the run stops (one line, exit 2, resumable) when any reward errors or times out on more than this
+    # share of a step's samples; 1.0 never stops, 0.0 stops at the first error
+    max_reward_error_frac: float = 0.5
 
 
 @dataclass

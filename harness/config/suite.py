@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import tomllib
 import types
@@ -44,7 +45,9 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         names = " or ".join(_TYPE_NAMES.get(a, str(a)) for a in typing.get_args(tp))
         raise SuiteError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SuiteError(f"{where}: must be a finite number, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
             raise SuiteError(f"{where}: expected array, got {type(value).__name__} {value!r}")
@@ -54,6 +57,10 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is Any:
         return value
+    if origin is dict and isinstance(value, dict):  # free-form tables (options, weights): no NaN/inf inside
+        for k, v in value.items():
+            if isinstance(v, (float, dict)):
+                _check_type(v, type(v), f"{where}.{k}")
     ok = isinstance(value, origin) and not (isinstance(value, bool) and origin is not bool)
     if not ok:
         raise SuiteError(f"{where}: expected {_TYPE_NAMES.get(origin, origin)}, got {type(value).__name__} {value!r}")
@@ -172,12 +179,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise SuiteError(f"{path}: {exc}") from None
 
     meta.name = meta.name or path.stem
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", meta.name):
-        raise err("suite.name", f"use letters, digits, '.', '_' or '-' only, got {meta.name!r}")
-    if not meta.seeds:
-        raise err("suite.seeds", "at least one seed is needed")
-    if meta.dtype not in ("float32", "bfloat16", "float16"):
-        raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
+    check_name(meta.name, lambda msg: err("suite.name", msg))
+    check_settings(meta, ev, err)
     unknown = set(meta.resources) - {"cpus", "gpus"}
     if unknown:
         raise err(f"suite.resources.{sorted(unknown)[0]}", "unknown key (known: cpus, gpus)")
@@ -212,21 +215,26 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     for i, name in enumerate(train.rewards):
         _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
     for name, weight in train.reward_weights.items():
+        key = f"train.reward_weights.{name}"
         if name not in train.rewards:
-            raise err(f"train.reward_weights.{name}", "not one of train.rewards")
+            raise err(key, "not one of train.rewards")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise err(f"train.reward_weights.{name}", f"expected float, got {type(weight).__name__}")
+            raise err(key, f"expected float, got {type(weight).__name__}")
+        if not math.isfinite(weight) or abs(weight) > MAX_REWARD_WEIGHT:
+            raise err(key, f"must be finite with |weight| <= {MAX_REWARD_WEIGHT:g} (so weighted totals of "
+                           f"rewards bounded by {MAX_ABS_REWARD:g} stay finite), got {weight!r}")
     for i, target in enumerate(ev.benchmarks):
         b = _check_plugin(registry, "benchmarks", target.name, err, f"eval.benchmarks[{i}].name")
         if target.split not in b.splits:
             raise err(f"eval.benchmarks[{i}].split", f"benchmark {target.name!r} has no split {target.split!r}")
         _check_plugin(registry, "rewards", b.eval_reward, err, f"eval.benchmarks[{i}].name")
         if target.limit < 0:
-            raise err(f"eval.benchmarks[{i}].limit", "must be >= 0")
+            raise err(f"eval.benchmarks[{i}].limit", "must be >= 0 (0: the whole split)")
     seen = set()
     for i, v in enumerate(variants):
         cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")
         v.name = v.name or v.algorithm
+        check_name(v.name, lambda msg: err(f"variants[{i}].name", msg))
         if v.name in seen or v.name == "base":
             raise err(f"variants[{i}].name", f"duplicate or reserved variant name {v.name!r}")
         seen.add(v.name)
@@ -247,6 +255,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
         raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
+    check_model(meta.model, lambda msg: err("suite.model", msg))
     suite = Suite(path, meta, train, ev, variants)
     suite.overrides = list(overrides or [])
     return suite
@@ -268,17 +277,40 @@ def resolve_bf16(value: bool | str, device: str, err) -> bool:
 
 
 def check_train(train: TrainSection, err, where: str) -> None:
-    """Bounds of the ``[train]`` settings (also applied to each variant's ``train`` overrides)."""
-    for key in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "mu", "micro_batch_size",
-                "generation_batch_size", "reward_workers"):
-        if getattr(train, key) < 1:
-            raise err(f"{where}.{key}", f"must be >= 1, got {getattr(train, key)}")
-    if train.group_size < 2:
-        raise err(f"{where}.group_size", "must be >= 2 (advantages are normalised within a group)")
-    if train.temperature <= 0:
-        raise err(f"{where}.temperature", "must be > 0 (training samples from the policy)")
-    if train.learning_rate <= 0 or train.reward_timeout_s <= 0:
-        raise err(f"{where}.learning_rate" if train.learning_rate <= 0 else f"{where}.reward_timeout_s", "must be > 0")
+    """Bounds of the ``[train]`` settings, each with its reason (also applied to each variant's ``train``
+    overrides). Floats are already finite (checked while the table is read)."""
+    def at_least(keys: tuple[str, ...], low: int, why: str) -> None:
+        for key in keys:
+            if getattr(train, key) < low:
+                raise err(f"{where}.{key}", f"must be >= {low} ({why}), got {getattr(train, key)}")
+
+    at_least(("steps", "prompts_per_step", "max_new_tokens", "max_prompt_tokens", "mu", "micro_batch_size",
+              "generation_batch_size", "reward_workers"), 1, "a count")
+    at_least(("group_size",), 2, "advantages are normalised within a group")
+    at_least(("checkpoint_every",), 0, "0: only at the end")
+    for key in ("max_new_tokens", "max_prompt_tokens"):
+        if getattr(train, key) > MAX_TOKENS:
+            raise err(f"{where}.{key}", f"must be <= {MAX_TOKENS} (longer than any model's context), got {getattr(train, key)}")
+    batch = train.prompts_per_step * train.group_size
+    if batch > MAX_ROLLOUT_SAMPLES:
+        key = "group_size" if train.group_size > MAX_ROLLOUT_SAMPLES else "prompts_per_step"
+        raise err(f"{where}.{key}", f"prompts_per_step * group_size = {batch} samples a step; at most "
+                                    f"{MAX_ROLLOUT_SAMPLES} (a step's samples are all held in memory)")
+    tokens = batch * (train.max_prompt_tokens + train.max_new_tokens)
+    if tokens > MAX_ROLLOUT_TOKENS:
+        raise err(f"{where}.max_new_tokens", f"a step holds up to {tokens} tokens (prompts_per_step * group_size * "
+                                             f"(max_prompt_tokens + max_new_tokens)); at most {MAX_ROLLOUT_TOKENS} fit in memory")
+    for key in ("learning_rate", "temperature", "grad_clip", "reward_timeout_s"):
+        if not getattr(train, key) > 0:
+            raise err(f"{where}.{key}", f"must be > 0, got {getattr(train, key)!r}")
+    if train.weight_decay < 0:
+        raise err(f"{where}.weight_decay", f"must be >= 0, got {train.weight_decay!r}")
+    for key in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(train, key) < 1:
+            raise err(f"{where}.{key}", f"must be in [0, 1) (an exponential moving-average factor), got {getattr(train, key)!r}")
+    if not 0 <= train.max_reward_error_frac <= 1:
+        raise err(f"{where}.max_reward_error_frac", f"must be in [0, 1] (a share of a step's samples), "
+                                                    f"got {train.max_reward_error_frac!r}")
     check_batch_options(train, err, where)
 
 
@@ -295,6 +327,81 @@ def check_batch_options(train: TrainConfig, err, where: str) -> None:
         raise err(f"{where}.overlong_buffer", f"must be between 0 (off) and max_new_tokens = {train.max_new_tokens}, got {train.overlong_buffer}")
     if train.overlong_penalty < 0:
         raise err(f"{where}.overlong_penalty", f"must be >= 0, got {train.overlong_penalty}")
+
+
+#: Bounds on settings, each with its reason (every one is checked at load, before anything is written).
+MAX_ROLLOUT_SAMPLES = 65_536  # prompts_per_step * group_size: every sample's tokens, log-probs and reward
+#                               results of a step are held in memory at once (group_size = 10**9 once OOM-killed a machine)
+MAX_ROLLOUT_TOKENS = 2**28  # rollout samples * (max_prompt_tokens + max_new_tokens): token ids, masks and
+#                             per-token log-probs of one step, about 16 bytes a token, must fit in host memory
+MAX_TOKENS = 1_048_576  # any single length setting (max_new_tokens, max_prompt_tokens): beyond every model's context
+MAX_SEED = 2**31 - 1  # seeds feed torch.manual_seed, random.Random and the engine's int32 sampling seeds
+MAX_EVAL_SAMPLES = 1024  # eval.samples (k): k completions per problem are held in memory
+MAX_ABS_REWARD = 1e12  # |reward value| a reward may return (larger is an error): totals and group std stay finite
+MAX_REWARD_WEIGHT = 1e6  # |train.reward_weights.*|
+KNOWN_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def check_name(name: str, err) -> None:
+    """A name that becomes a folder under the results directory: no separators, no '.' or '..'."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or set(name) == {"."}:
+        raise err(f"use letters, digits, '.', '_' or '-' only (it names a folder in the results), got {name!r}")
+
+
+def check_settings(meta: SuiteMeta, ev: EvalSection, err) -> None:
+    """``[suite]`` and ``[eval]`` settings against their bounds (``[train]``: :func:`check_train`)."""
+    if not meta.seeds:
+        raise err("suite.seeds", "at least one seed is needed")
+    for i, seed in enumerate(meta.seeds):
+        if not 0 <= seed <= MAX_SEED:
+            raise err(f"suite.seeds[{i}]", f"must be in [0, {MAX_SEED}] (seeds the RNGs), got {seed}")
+    if len(set(meta.seeds)) != len(meta.seeds):
+        raise err("suite.seeds", f"duplicate seed in {meta.seeds} (each seed is one run folder)")
+    if meta.dtype not in ("float32", "bfloat16", "float16"):
+        raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
+    check_device(meta.device, lambda msg: err("suite.device", msg))
+    check_eval(ev, err)
+
+
+def check_eval(ev, err) -> None:
+    """Generation settings of an eval (the suite's ``[eval]`` or ``grpo-bench eval``'s options)."""
+    for key in ("max_new_tokens", "batch_size"):
+        if getattr(ev, key) < 1:
+            raise err(f"eval.{key}", f"must be >= 1 (a count), got {getattr(ev, key)}")
+    if ev.max_new_tokens > MAX_TOKENS:
+        raise err("eval.max_new_tokens", f"must be <= {MAX_TOKENS} (longer than any model's context), got {ev.max_new_tokens}")
+    if not 0 <= ev.samples <= MAX_EVAL_SAMPLES:
+        raise err("eval.samples", f"must be in [0, {MAX_EVAL_SAMPLES}] (0: greedy only; k samples per problem are "
+                                  f"held in memory), got {ev.samples}")
+    if not (math.isfinite(ev.temperature) and ev.temperature > 0):
+        raise err("eval.temperature", f"must be a finite number > 0, got {ev.temperature!r}")
+
+
+def check_device(device: str, err) -> None:
+    if device in ("auto", "cpu"):
+        return
+    if not re.fullmatch(r"cuda(:\d+)?|mps", device):
+        raise err(f"unknown device {device!r} (known: {KNOWN_DEVICES})")
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= count:
+            raise err(f"device {device!r} is not here ({count} CUDA device(s) visible)")
+    elif not torch.backends.mps.is_available():
+        raise err("device 'mps' is not available here")
+
+
+def check_model(name: str, err) -> None:
+    """The built-in names, a local model folder, or something shaped like a hub id."""
+    from ..models import DEFAULT_MODEL, TINY_MODEL
+
+    if name in (DEFAULT_MODEL, TINY_MODEL) or Path(name).expanduser().is_dir():
+        return
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists():
+        return  # a hub id: reachable or cached is checked at planning (grpo_bench.hub.check_model)
+    raise err(f"model {name!r}: no such folder (use {DEFAULT_MODEL!r}, {TINY_MODEL!r}, a model folder or a Hub id)")
 
 
 def default_engine() -> str:

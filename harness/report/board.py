@@ -42,6 +42,30 @@ def train_numbers(metrics: list[dict], target: float) -> dict:
     }
 
 
+def reward_failures(run: Run) -> list[dict]:
+    """Per reward: how many scored samples errored or timed out, in training (summed over the
+    ``reward_error/NAME`` and ``reward_timeout/NAME`` columns of metrics.jsonl over ``samples``) and in
+    each eval (the greedy pass's ``reward_counts``). Rates are failures / samples."""
+    out = []
+    metrics = run.metrics()
+    names = sorted({k.split("/", 1)[1] for r in metrics for k in r if k.startswith(("reward_error/", "reward_timeout/"))})
+    n = sum(r.get("samples", 0) for r in metrics)
+    for name in names:
+        err = sum(r.get(f"reward_error/{name}") or 0 for r in metrics)
+        tout = sum(r.get(f"reward_timeout/{name}") or 0 for r in metrics)
+        out.append({"where": "train", "reward": name, "n": n, "error": err, "timeout": tout})
+    for key, ev in sorted(run.summary.get("eval", {}).items()):
+        counts = ev.get("reward_counts")
+        if isinstance(counts, dict) and "error" in counts:
+            total = sum(v for v in counts.values() if isinstance(v, int))
+            out.append({"where": f"eval {key}", "reward": (ev.get("benchmark_spec") or {}).get("eval_reward", key),
+                        "n": total, "error": counts.get("error", 0), "timeout": counts.get("timeout", 0)})
+    for row in out:
+        row["error_rate"] = row["error"] / row["n"] if row["n"] else 0.0
+        row["timeout_rate"] = row["timeout"] / row["n"] if row["n"] else 0.0
+    return out
+
+
 def _scores_by_seed(runs: list[Run], key: str, metric: str) -> dict[int, dict[str, float]] | None:
     by_seed = {r.seed: r.scores(key, metric) for r in runs}
     return None if any(v is None for v in by_seed.values()) else by_seed
@@ -126,6 +150,7 @@ def variant_row(variant: str, runs: list[Run], ref: list[Run] | None, metrics: d
                                  for key in metrics if any(key in e for e in evals)},
         "train": train_cell(runs, target),
         "run_wall_s": fmean(r.summary.get("run_wall_s", 0.0) for r in runs),
+        "reward_failures": {r.seed: reward_failures(r) for r in runs},
     }
 
 

@@ -31,6 +31,29 @@ def fmt_steps(s: dict) -> str:
     return text if s["reached"] == s["runs"] else f"{text} ({s['reached']}/{s['runs']})"
 
 
+def fmt_failures(per_seed: dict) -> str:
+    """Worst error and timeout rate over the variant's runs and rewards; ⚠ marks any not 0."""
+    rows = [f for fs in per_seed.values() for f in fs]
+    if not rows:
+        return "-"
+    err, tout = max(f["error_rate"] for f in rows), max(f["timeout_rate"] for f in rows)
+    text = f"{100 * err:.1f} / {100 * tout:.1f}"
+    return f"⚠ {text}" if err or tout else text
+
+
+def failure_lines(board: dict) -> list[str]:
+    """One line per (run, reward) whose error or timeout count is not 0."""
+    out = []
+    for row in board["rows"]:
+        for seed, fs in row.get("reward_failures", {}).items():
+            for f in fs:
+                if f["error"] or f["timeout"]:
+                    out.append(f"⚠ {row['variant']} seed {seed}, {f['where']}, reward `{f['reward']}`: "
+                               f"{f['error']} errors ({100 * f['error_rate']:.1f}%), {f['timeout']} timeouts "
+                               f"({100 * f['timeout_rate']:.1f}%) of {f['n']} samples.")
+    return out
+
+
 def table(board: dict) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells (shared by Markdown and HTML)."""
     ref = board["reference"]
@@ -42,7 +65,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
                 header.append(f"{key} Δ{m} vs {ref} (pts)")
                 header.append(f"{key} vs {ref}: verdict at ±{board.get('margin', 0.03) * 100:g} pts (MDE₈₀)")
     header += ["train reward AUC", f"steps to train acc ≥ {board['target']:g}", "samples/run",
-               "gen. tokens/run", "train wall s/run", "train resp. length"]
+               "gen. tokens/run", "train wall s/run", "train resp. length", "reward error / timeout (%)"]
     rows = []
     for row in board["rows"]:
         cells = [row["variant"], row["algorithm"], ",".join(map(str, row["seeds"]))]
@@ -59,6 +82,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
                       f"{t['generated_tokens']:.0f}", f"{t['train_wall_s']:.0f}", f"{t['response_length_mean']:.1f}"]
         else:
             cells += ["-"] * 6
+        cells.append(fmt_failures(row.get("reward_failures", {})))
         rows.append(cells)
     return header, rows
 
@@ -93,7 +117,10 @@ def notes(board: dict) -> list[str]:
                f"95% t interval over seeds. Steps to target: first step count where the {board['window']}-step "
                "trailing mean of train accuracy reaches the target (mean over seeds that reached it; "
                "(r/n) when only r of n did). Compute columns are per run (mean over seeds).")
-    return out
+    out.append("Reward error / timeout: the highest share of scored samples on which a reward raised, returned a "
+               "non-number or timed out, over the variant's runs and rewards (training steps and greedy evals); "
+               "⚠ marks any that is not 0 and each such run and reward is listed below the table.")
+    return out + failure_lines(board)
 
 
 def provenance_lines(board: dict) -> list[str]:
@@ -127,7 +154,8 @@ def to_csv(board: dict) -> str:
             header += [f"{key} {m} delta{s}" for s in ("", " lo", " hi", " method")]
             header += [f"{key} {m} verdict", f"{key} {m} mde"]
     train_keys = ["steps", "samples", "generated_tokens", "train_wall_s", "response_length_mean"]
-    header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys]
+    header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys,
+               "reward_error_rate_max", "reward_timeout_rate_max"]
 
     def iv(d):
         return [d["value"], d["lo"], d["hi"], d["method"]] if d else ["", "", "", ""]
@@ -146,6 +174,8 @@ def to_csv(board: dict) -> str:
             cells += [t[k] for k in train_keys]
         else:
             cells += [""] * (5 + len(train_keys))
+        fails = [f for fs in row.get("reward_failures", {}).values() for f in fs]
+        cells += [max((f["error_rate"] for f in fails), default=""), max((f["timeout_rate"] for f in fails), default="")]
         rows.append(["" if c is None else c for c in cells])
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])

@@ -2,8 +2,10 @@
 
 Threads cannot be interrupted in Python and math-verify's own timeout relies on SIGALRM (main
 thread only), so a reward call runs in a separate process. A call that overruns its limit gets
-its worker killed (and replaced); a worker that dies is reported as an error. Neither stops the
-batch: every call gets an :class:`Outcome`.
+its worker killed (and replaced); a worker that dies during a call is reported as an error for that
+call and replaced. A worker that died between calls (killed from outside, or a call that ended it
+after replying) is replaced before its next call. None of these stops the batch: every call gets
+an :class:`Outcome`.
 
 Workers are plain subprocesses started from a fixed entry point (:mod:`grpo_bench.scoring.worker`),
 so a user's script is never re-imported in them (no ``__main__`` guard is needed). Calls travel with
@@ -77,6 +79,10 @@ class WorkerPool:
         self._workers: list[_Worker] = []
 
     def _ensure(self) -> None:
+        """Top the pool up, replacing workers that died since the last call (killed, ``os._exit``)."""
+        for worker in [w for w in self._workers if w.proc.poll() is not None]:
+            worker.kill()
+            self._workers.remove(worker)
         while len(self._workers) < self.size:
             self._workers.append(_Worker())
 
@@ -90,6 +96,7 @@ class WorkerPool:
         self._ensure()
         idle = list(self._workers)
         busy: dict[Connection, tuple[_Worker, int, float]] = {}
+        resent: dict[int, int] = {}
         while pending or busy:
             while pending and idle:
                 worker = idle.pop()
@@ -100,7 +107,18 @@ class WorkerPool:
                     outcomes[i] = run_inline(calls[i], limits[i])
                     idle.append(worker)
                     continue
-                worker.conn.send_bytes(payload)
+                try:
+                    worker.conn.send_bytes(payload)
+                except OSError as exc:  # the worker died while idle (broken pipe): replace it, call again
+                    worker.kill()
+                    self._replace(worker)
+                    idle.append(self._workers[-1])
+                    resent[i] = resent.get(i, 0) + 1
+                    if resent[i] > 2:
+                        outcomes[i] = Outcome("error", message=f"cannot reach a worker process: {exc}")
+                    else:
+                        pending.appendleft(i)
+                    continue
                 busy[worker.conn] = (worker, i, time.monotonic())
             if not busy:
                 continue

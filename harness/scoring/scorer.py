@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,22 +25,32 @@ def call_batch(fn: Callable, kwargs: dict[str, Any]) -> Any:
     return list(out)
 
 
-def check_value(value: Any) -> tuple[str, Any, str]:
-    """(status, value, message) for one value a reward returned: a number is ``ok``, None is ``none``."""
-    if value is None:
-        return "none", None, ""
-    try:
-        value = float(value)
-        if math.isnan(value):
-            raise ValueError("NaN")
-    except (TypeError, ValueError):
-        return "error", None, f"returned a non-number: {value!r:.80}"
-    return "ok", value, ""
-
-
 def _rows(kwargs: dict[str, Any], idx: list[int]) -> dict[str, Any]:
     """The batch's keyword arguments restricted to samples ``idx`` (``trainer_state`` is shared)."""
     return {k: (v if k == "trainer_state" else [v[i] for i in idx]) for k, v in kwargs.items()}
+
+
+#: The largest |value| a reward may return; beyond it (or non-finite) the sample's value is an error,
+#: so weighted totals, group means and standard deviations stay finite (weights are bounded at load).
+MAX_ABS_REWARD = 1e12
+
+
+def as_score(value: Any) -> tuple[str, float | None, str]:
+    """A reward's return value for one sample -> (status, value, message).
+
+    ``None`` -> "none" (the reward does not apply). A real number (int, float, and numpy/torch scalar
+    types registered as :class:`numbers.Real`) that is finite with ``|value| <= MAX_ABS_REWARD`` -> "ok".
+    Anything else is an "error": a bool (``True`` is almost always a bug such as a comparison returned
+    by mistake; return 1.0/0.0), a string such as ``"1.0"``, NaN, +-inf or an out-of-range number.
+    """
+    if value is None:
+        return "none", None, ""
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        return "error", None, f"returned {type(value).__name__} {value!r:.80}, not a number (int or float)"
+    value = float(value)
+    if not math.isfinite(value) or abs(value) > MAX_ABS_REWARD:
+        return "error", None, f"returned {value!r}, not a finite number with |value| <= {MAX_ABS_REWARD:g}"
+    return "ok", value, ""
 
 
 @dataclass
@@ -89,7 +100,7 @@ class RewardScorer:
             counter: Counter = Counter()
             for i, (status, value, message) in enumerate(outcomes):
                 if status == "ok":
-                    status, value, message = check_value(value)
+                    status, value, message = as_score(value)
                 counter[status] += 1
                 if status in ("error", "timeout"):
                     problems.append({"reward": name, "index": i, "status": status, "message": message,
@@ -104,7 +115,10 @@ class RewardScorer:
         totals = []
         for i in range(n):
             present = [(self.weights[k], v[i]) for k, v in values.items() if v[i] is not None]
-            totals.append(sum(w * x for w, x in present) if present else self.missing_total)
+            total = sum(w * x for w, x in present) if present else self.missing_total
+            if not math.isfinite(total):  # unreachable with bounded values and weights; never pass it on
+                raise ValueError(f"sample {i}: weighted reward total is not finite ({total!r})")
+            totals.append(total)
         return ScoreResult(totals, values, counts, problems)
 
     def _run_reward(self, fn: Callable, kwargs: dict[str, Any], n: int) -> list[tuple[str, Any, str]]:

@@ -20,6 +20,7 @@ from ..algorithm import Algorithm, PolicyBatch, Stats
 from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
 from ..config.schema import TrainConfig
 from ..engine import RolloutEngine, SamplingConfig
+from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..provenance import bf16_support
 from ..rewards import TrainerState
@@ -136,9 +137,10 @@ class Trainer:
     def maybe_resume(self) -> int:
         """Load the last checkpoint if there is one; drop metric rows past it. Returns the next step."""
         state_file = self.ckpt_dir / "state.pt"
+        errors_path = self.run_dir / "reward_errors.jsonl"
         if not state_file.exists():
-            if self.metrics_path.exists():
-                self.metrics_path.unlink()
+            self.metrics_path.unlink(missing_ok=True)
+            errors_path.unlink(missing_ok=True)  # rows of steps that will run again (a stopped run)
             return 0
         state = torch.load(state_file, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
@@ -147,6 +149,8 @@ class Trainer:
         self.start_step = int(state["step"])
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         write_jsonl(self.metrics_path, [r for r in read_jsonl(self.metrics_path) if r["step"] < self.start_step])
+        if errors_path.exists():
+            write_jsonl(errors_path, [r for r in read_jsonl(errors_path) if r["step"] < self.start_step])
         return self.start_step
 
     def draw_problems(self, step: int, draw: int) -> list[Problem]:
@@ -183,6 +187,7 @@ class Trainer:
             ro.generated_tokens += sum(len(c.token_ids) for _, c in flat)
             if scored.problems:
                 append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "draw": draw, "problems": scored.problems})
+            check_reward_failures(scored, step, cfg.max_reward_error_frac)
             shaping = overlong_shaping([len(c.token_ids) for _, c in flat], cfg)
             totals = (torch.tensor(scored.totals, dtype=torch.float64) + torch.tensor(shaping, dtype=torch.float64))
             totals = totals.view(len(problems), G)
@@ -215,6 +220,7 @@ class Trainer:
 
         lengths = torch.tensor([max(1, len(c.token_ids)) for _, c in flat], dtype=torch.float64).view(-1, G)
         advantages = self.algorithm.advantages(ro.rewards, lengths).reshape(-1).float()
+        require_finite(advantages, step, "advantages")
 
         seq_prompts = [self.prompt_ids[p.id] for p, _ in flat]
         seq_completions = [c.token_ids for _, c in flat]
@@ -277,6 +283,7 @@ class Trainer:
                 batch = PolicyBatch(logp, old[k], mask, adv, n_j, ref[k], num_tokens=tokens_j,
                                     max_new_tokens=cfg.max_new_tokens)
                 loss = self.algorithm.loss(batch, stats)
+                require_finite(loss.detach(), step, "loss")
                 loss.backward()
                 total += float(loss.detach())
             return total
@@ -287,6 +294,7 @@ class Trainer:
             for j in range(len(parts)):
                 losses.append(accumulate_gradient(j, first=True))
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+                require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
                 fixed.append([p.grad.clone() for p in params])
             for _ in range(cfg.mu):
                 for g_j in fixed:
@@ -298,6 +306,7 @@ class Trainer:
                 for j in range(len(parts)):
                     losses.append(accumulate_gradient(j, first=inner == 0 and not upfront))
                     grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+                    require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
                     self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
@@ -375,6 +384,33 @@ class Trainer:
             if done == self.cfg.steps or (self.cfg.checkpoint_every and done % self.cfg.checkpoint_every == 0):
                 self.save_checkpoint(done, elapsed)
         return read_jsonl(self.metrics_path)
+
+
+class TrainingStopped(UserError):
+    """The run stopped on purpose (too many reward failures, a non-finite loss or gradient): one line,
+    exit status 2. Nothing of the failing step is saved; the run is not finished and resumes from its
+    last checkpoint."""
+
+
+def check_reward_failures(scored, step: int, max_frac: float) -> None:
+    """Stop when a reward errored or timed out on more than ``max_frac`` of the step's samples."""
+    n = len(scored.totals)
+    for name, counts in scored.count_summary().items():
+        failed = counts["error"] + counts["timeout"]
+        if n and failed > max_frac * n:
+            first = next((p for p in scored.problems if p["reward"] == name), {})
+            raise TrainingStopped(
+                f"step {step}: reward {name!r} failed on {failed}/{n} samples ({counts['error']} errors, "
+                f"{counts['timeout']} timeouts; more than train.max_reward_error_frac = {max_frac:g}); first "
+                f"{first.get('status', 'error')}: {first.get('message', '?')}; run stopped, resumable")
+
+
+def require_finite(x: torch.Tensor, step: int, what: str) -> None:
+    """Stop before a non-finite value reaches the optimiser (nothing of this step is applied or saved)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = x[~torch.isfinite(x)].reshape(-1)[0].item()
+        raise TrainingStopped(f"step {step}: {what} is not finite ({bad}); nothing of this step was saved; "
+                              "run stopped, resumable from its last checkpoint")
 
 
 def engine_gap(mbs, old, completions, stats: Stats) -> None:
