@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: experiment trackers a suite may name in ``[suite] report_to``, with the package each needs
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
 
 @dataclass
 class TrainConfig:
@@ -76,6 +79,7 @@ class SuiteMeta:
     # that must come out "different" from the reference for the design to be able to decide (none: "")
     equivalence_margin: float = 0.03
     positive_control: str = ""
+    report_to: list[str] = field(default_factory=list)  # experiment trackers: "tensorboard", "wandb", "mlflow"
 
 
 @dataclass
@@ -104,6 +108,8 @@ class EvalSection:
     temperature: float = 1.0  # for the k samples
     batch_size: int = 64
     benchmarks: list[EvalTarget] = field(default_factory=list)
+    every: int = 0  # evaluate during training every k steps (0: only the final evaluation)
+    every_limit: int = 20  # problems of each target in those intermediate evaluations (the first n of its limit)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import re
 import tomllib
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..registry import Registry
-from .schema import EvalSection, Suite, SuiteMeta, TrainConfig, TrainSection, Variant
+from .schema import TRACKERS, EvalSection, Suite, SuiteMeta, TrainConfig, TrainSection, Variant
 
 
 class SuiteError(UserError):
@@ -134,6 +135,17 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         _check_plugin(registry, "rewards", b.eval_reward, err, f"eval.benchmarks[{i}].name")
         if target.limit < 0:
             raise err(f"eval.benchmarks[{i}].limit", "must be >= 0")
+    if ev.every < 0 or ev.every_limit < 1:
+        raise err("eval.every" if ev.every < 0 else "eval.every_limit",
+                  "must be >= 0" if ev.every < 0 else "must be >= 1")
+    if ev.every and not ev.benchmarks:
+        raise err("eval.every", "needs at least one eval.benchmarks target")
+    for i, name in enumerate(meta.report_to):  # the packages are checked now, not mid-run
+        if name not in TRACKERS:
+            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise err(f"suite.report_to[{i}]", f"{name!r} needs the {TRACKERS[name]} package: "
+                      "pip install 'grpo-bench[trackers]'")
     seen = set()
     for i, v in enumerate(variants):
         cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")
