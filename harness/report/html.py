@@ -24,7 +24,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; color: #222; padding: 1em; }
 p, li, footer { overflow-wrap: anywhere; }
-.scroll { overflow-x: auto; max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
+.scroll { overflow-x: auto; width: fit-content; max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
 table { border-collapse: separate; border-spacing: 0; font-size: 13px; }
 th, td { border-right: 1px solid #ddd; border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right;
          white-space: nowrap; background: #fff; }
@@ -35,6 +35,7 @@ table.sortable th { cursor: pointer; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 tr:nth-child(even) td { background: #fafafa; }
+table.runs td { text-align: left; }
 .pair { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0.5em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .notes, footer { font-size: 13px; color: #444; } code, pre { background: #f6f6f6; }
@@ -113,7 +114,8 @@ def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:
     rest = [p for p in plots if p not in pair]
 
     def img(p: Path) -> str:
-        return f'<img src="{html.escape(p.as_posix())}" alt="{html.escape(p.stem)}">'
+        src = html.escape(p.as_posix())
+        return f'<a href="{src}"><img src="{src}" alt="{html.escape(p.stem)}"></a>'  # click: full size
 
     figures = (f'<div class="pair">{"".join(img(p) for p in pair)}</div>\n' if pair else "")
     figures += "".join(f"<p>{img(p)}</p>\n" for p in rest)

@@ -3,8 +3,8 @@
 - ``train_curves.png``: train reward and train accuracy vs step, per variant: the mean over seeds
   as a line, the band between the lowest and highest seed.
 - ``eval_accuracy.png``: per eval benchmark, each variant's final pass@1 (and mean@k) with its 95%
-  interval from the table, seeds as faint dots. Only the final checkpoint is evaluated, so this is
-  one point per variant, not a curve.
+  interval from the table, seeds as faint dots: the final checkpoint on the full targets, one point
+  per variant (the curves during training are ``eval_curves.png``).
 - ``eval_curves.png``: with ``[eval] every``, per eval target the greedy pass@1 on its
   ``every_limit`` subset vs training steps completed, mean over seeds with the min-max band.
 - ``ratios.png``: clip fraction, token importance ratio mean and max, and trajectory log-ratio mean
@@ -127,14 +127,18 @@ def eval_curves(groups: dict, colors: dict, path: Path) -> Path | None:
     keys = sorted({row["key"] for series in curves.values() for c in series for row in c})
     if not keys:
         return None
-    fig = Figure(figsize=(max(5.5, 4.5 * len(keys)), 4), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    cols = min(2, len(keys))  # two panels a row: the same shape as train_curves.png, which it sits beside
+    rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(11 if cols == 2 else 5.5, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
     for ax, key in zip(axes, keys):
         per_variant = {v: [[dict(r, pct=100 * r["pass@1"]) for r in c if r["key"] == key] for c in series]
                        for v, series in curves.items()}
         drawn = _curves(ax, per_variant, "pct", colors)
         n = sorted({r["n"] for series in curves.values() for c in series for r in c if r["key"] == key})
-        _finish(ax, f"{key} pass@1 during training (n = {', '.join(map(str, n))})", "% correct", drawn)
+        _finish(ax, f"{key} pass@1 during training (first {', '.join(map(str, n))} problems)", "% correct", drawn)
         ax.set_xlabel("training steps completed")
     return _save(fig, path)
 
