@@ -213,6 +213,10 @@ def test_unknown_or_missing_tracker_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(UserError, match=r"needs the wandb package: pip install 'grpo-bench\[trackers\]'"):
         load_suite(path, default_registry())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path.write_text(suite_text("s", 0, ["mlflow"]))
+    with pytest.raises(UserError, match=r"suite.report_to\[0\]: mlflow: set MLFLOW_TRACKING_URI"):
+        load_suite(path, default_registry())
     path.write_text(suite_text("s", -1, []))
     with pytest.raises(UserError, match="eval.every: must be >= 0"):
         load_suite(path, default_registry())

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import tomllib
 import types
@@ -146,6 +147,10 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         if importlib.util.find_spec(TRACKERS[name]) is None:
             raise err(f"suite.report_to[{i}]", f"{name!r} needs the {TRACKERS[name]} package: "
                       "pip install 'grpo-bench[trackers]'")
+        if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):  # MLflow 3's default needs sqlalchemy
+            raise err(f"suite.report_to[{i}]", "mlflow: set MLFLOW_TRACKING_URI (a tracking server http://..., "
+                      "sqlite:///mlflow.db with the full mlflow package, or file:///path/mlruns together with "
+                      "MLFLOW_ALLOW_FILE_STORE=true)")
     seen = set()
     for i, v in enumerate(variants):
         cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")
