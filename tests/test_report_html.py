@@ -54,6 +54,7 @@ algorithm = "grpo"
 [[variants]]
 algorithm = "tic_grpo"
 options = { length_corrected = true, eps_high = 0.28 }
+train = { learning_rate = 0.005 }
 """
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -130,7 +131,8 @@ def test_variant_diff(results):
     assert "<td>algorithm</td><td>grpo</td><td>tic_grpo</td>" in diff
     assert "<td>options.eps_high</td><td>0.2</td><td>0.28</td>" in diff
     assert "options.length_corrected" in diff
-    assert "learning_rate" not in diff  # the same in every variant
+    assert "<td>train.learning_rate</td><td>-</td><td>0.005</td>" in diff  # a per-variant [train] override
+    assert "train.steps" not in diff  # the same in every variant
 
 
 def test_files_take_the_umask(tmp_path):

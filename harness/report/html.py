@@ -3,8 +3,9 @@
 - The table scrolls inside its own box (sticky first column) so the page fits a laptop screen; a
   click on a column header sorts by it (a few lines of inline JavaScript; numbers by value, ``-``
   and empty cells last).
-- "What differs between variants": the algorithm and every option whose value is not the same
-  in all variants (the rest of the configuration is identical by the refusal rule).
+- "What differs between variants": the algorithm, every option and every per-variant ``[train]``
+  override whose value is not the same in all variants (the rest of the configuration is identical
+  by the refusal rule).
 - Curves side by side: train curves beside the eval curves (evaluation during training).
 - One row per run with links to its files (config, metrics, eval curve, per-problem records with
   the prompt), relative to the page; only files that exist are linked.
@@ -83,9 +84,12 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = 
 
 
 def variant_diff(board: dict) -> tuple[list[str], list[list[str]]]:
-    """Keys (algorithm and options) whose values differ between the trained variants, one column per variant."""
+    """Keys whose values differ between the trained variants (algorithm, options and the variant's own
+    ``[train]`` overrides; "-" where a variant does not set it), one column per variant."""
     rows = [r for r in board["rows"] if r["variant"] != "base"]
-    flats = {r["variant"]: {"algorithm": r["algorithm"], **flatten(r["options"], "options")} for r in rows}
+    overrides = {v.get("name"): v.get("train") or {} for v in (board["provenance"].get("config") or {}).get("variants", [])}
+    flats = {r["variant"]: {"algorithm": r["algorithm"], **flatten(r["options"], "options"),
+                            **{f"train.{k}": v for k, v in overrides.get(r["variant"], {}).items()}} for r in rows}
     keys = sorted(set().union(*flats.values())) if flats else []
     differ = [k for k in keys if len({json.dumps(f.get(k, "-"), default=str) for f in flats.values()}) > 1]
     header = ["key", *flats]
