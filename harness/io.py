@@ -43,7 +43,16 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(finite_json(obj), allow_nan=False, default=str, **kwargs)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place. The file gets
+    the mode a plain ``open(path, "w")`` would give (0666 less the umask: 0644 by default), not
+    mkstemp's 0600, so colleagues on a shared server can read results."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +64,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

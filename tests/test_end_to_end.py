@@ -48,7 +48,8 @@ def test_tiny_suite_end_to_end(tmp_path):
 def test_killed_run_resumes_from_checkpoint(tmp_path):
     suite = tmp_path / "resume.toml"
     text = SUITE.read_text().replace('name = "tiny"', 'name = "resume"').replace("steps = 2", "steps = 40")
-    text = text.replace("checkpoint_every = 1", "checkpoint_every = 5").replace("samples = 2", "samples = 0")
+    text = text.replace("checkpoint_every = 1", "checkpoint_every = 5")
+    text = text.replace("samples = 2", "samples = 0\nevery = 5\nevery_limit = 3")  # eval curve every 5 steps
     text = text.split("[[variants]]")[0] + '[[variants]]\nalgorithm = "grpo"\n'
     suite.write_text(text)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -75,6 +76,12 @@ def test_killed_run_resumes_from_checkpoint(tmp_path):
     for a, b in zip(rows, ref_rows):
         assert (a["reward_mean"], a["generated_tokens"]) == (b["reward_mean"], b["generated_tokens"])
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    # the eval curve too: evaluations up to the checkpoint kept, later ones redone, nothing twice
+    curve = [json.loads(line) for line in (run / "eval_curve.jsonl").read_text().splitlines()]
+    ref_curve = [json.loads(line) for line in
+                 (clean / "resume" / "runs" / "grpo" / "seed0" / "eval_curve.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["key"]) for r in curve] == [(s, k) for s in range(0, 41, 5) for k in ("arith-test", "gsm8k-test")]
+    assert curve == ref_curve
     s1 = json.loads((run / "summary.json").read_text())["eval"]["arith-test"]["pass@1"]
     s2 = json.loads((clean / "resume" / "runs" / "grpo" / "seed0" / "summary.json").read_text())["eval"]["arith-test"]["pass@1"]
     assert s1 == s2

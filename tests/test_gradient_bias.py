@@ -9,10 +9,15 @@ import json
 
 import pytest
 import torch
-
 from grpo_bench.algorithm import Algorithm, PolicyBatch, Stats
 from grpo_bench.cli import main
-from grpo_bench.probe.estimators import NO_CLIP, Estimator, Point, VariantSpec, default_specs
+from grpo_bench.probe.estimators import (
+    NO_CLIP,
+    Estimator,
+    Point,
+    VariantSpec,
+    default_specs,
+)
 from grpo_bench.probe.gradient_bias import Context, real_run_kl
 from grpo_bench.probe.policy import DTYPE, ProbeConfig, ProbePolicy
 from grpo_bench.registry import default_registry

@@ -126,7 +126,8 @@ def test_html_is_self_contained(tmp_path):
     srcs = re.findall(r'src="([^"]+)"', page)
     assert sorted(srcs) == ["plots/eval_accuracy.png", "plots/ratios.png", "plots/train_curves.png"]
     assert all((root / s).exists() for s in srcs)
-    assert "<style>" in page and "http://" not in page and "https://" not in page and "<script" not in page
+    assert "<style>" in page and "http://" not in page and "https://" not in page
+    assert "<script src" not in page and "<link" not in page  # nothing loaded: inline CSS and JS only
     assert "<td>tic_grpo</td>" in page and "0123456789ab" in page
 
 

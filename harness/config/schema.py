@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: experiment trackers a suite may name in ``[suite] report_to``, with the package each needs
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
 
 @dataclass
 class TrainConfig:
@@ -83,6 +86,7 @@ class SuiteMeta:
     # GPUs and device is not "cpu", else 0). Execution only: not in the config hash, never changes a number.
     resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": "auto"})
     data: str = "bundled"  # "bundled": the copies in grpo_bench/data; "hub": the hub datasets (needs the hub)
+    report_to: list[str] = field(default_factory=list)  # experiment trackers: "tensorboard", "wandb", "mlflow"
 
 
 @dataclass
@@ -113,6 +117,8 @@ class EvalSection:
     temperature: float = 1.0  # for the k samples
     batch_size: int = 64
     benchmarks: list[EvalTarget] = field(default_factory=list)
+    every: int = 0  # evaluate during training every k steps (0: only the final evaluation)
+    every_limit: int = 20  # problems of each target in those intermediate evaluations (the first n of its limit)
 
 
 @dataclass

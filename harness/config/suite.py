@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -20,7 +22,15 @@ from typing import Any
 
 from ..errors import UserError
 from ..registry import Registry
-from .schema import EvalSection, Suite, SuiteMeta, TrainConfig, TrainSection, Variant
+from .schema import (
+    TRACKERS,
+    EvalSection,
+    Suite,
+    SuiteMeta,
+    TrainConfig,
+    TrainSection,
+    Variant,
+)
 
 
 class SuiteError(UserError):
@@ -230,6 +240,21 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         _check_plugin(registry, "rewards", b.eval_reward, err, f"eval.benchmarks[{i}].name")
         if target.limit < 0:
             raise err(f"eval.benchmarks[{i}].limit", "must be >= 0 (0: the whole split)")
+    if ev.every < 0 or ev.every_limit < 1:
+        raise err("eval.every" if ev.every < 0 else "eval.every_limit",
+                  "must be >= 0" if ev.every < 0 else "must be >= 1")
+    if ev.every and not ev.benchmarks:
+        raise err("eval.every", "needs at least one eval.benchmarks target")
+    for i, name in enumerate(meta.report_to):  # the packages are checked now, not mid-run
+        if name not in TRACKERS:
+            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+        if importlib.util.find_spec(TRACKERS[name]) is None:
+            raise err(f"suite.report_to[{i}]", f"{name!r} needs the {TRACKERS[name]} package: "
+                      "pip install 'grpo-bench[trackers]'")
+        if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):  # MLflow 3's default needs sqlalchemy
+            raise err(f"suite.report_to[{i}]", "mlflow: set MLFLOW_TRACKING_URI (a tracking server http://..., "
+                      "sqlite:///mlflow.db with the full mlflow package, or file:///path/mlruns together with "
+                      "MLFLOW_ALLOW_FILE_STORE=true)")
     seen = set()
     for i, v in enumerate(variants):
         cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")

@@ -35,7 +35,7 @@ def evaluate(engine: RolloutEngine, tokenizer, benchmark: Benchmark, split: str,
     texts = [g[0].text for g in greedy]
     correct, counts = _correct(scorer, reward, benchmark, prompts, [g[0] for g in greedy], columns, state)
     records = [
-        {"id": p.id, "answer": p.answer, "completion": t, "correct": c, "tokens": len(g[0].token_ids),
+        {"id": p.id, "prompt": p.prompt, "answer": p.answer, "completion": t, "correct": c, "tokens": len(g[0].token_ids),
          "finished": g[0].finished}
         for p, t, c, g in zip(problems, texts, correct, greedy)
     ]

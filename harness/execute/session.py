@@ -25,6 +25,7 @@ from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from ..training import Trainer
 from .locks import LOCK_NAME, run_lock
+from .trackers import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,27 @@ def run_evals(session: Session, run_dir: Path, seed: int, steps: int = 0) -> dic
         log.info("%s %s: pass@1 = %.3f (n = %d)", run_dir.name, key, summary["pass@1"], summary["n"])
         out[key] = summary
     return out
+
+
+def curve_evals(session: Session, seed: int):
+    """``on_eval(step)`` for the trainer: pass@1 (greedy) on the first ``eval.every_limit`` problems of
+    each target (within its ``limit``), with the run's eval seed; one row per target."""
+    ev = session.suite.eval
+
+    def on_eval(step: int) -> list[dict]:
+        rows = []
+        for target in ev.benchmarks:
+            bench = session.registry.get("benchmarks", target.name)
+            limit = min(target.limit, ev.every_limit) if target.limit else ev.every_limit
+            cfg = eval_config(session.suite, seed)
+            cfg.samples = 0  # greedy only during training
+            summary, _ = evaluate(session.engine, session.tokenizer, bench, target.split, limit,
+                                  session.scorer([bench.eval_reward]), cfg)
+            rows.append({"key": f"{target.name}-{target.split}", "pass@1": summary["pass@1"], "n": summary["n"],
+                         "response_length_mean": summary["response_length_mean"]})
+        return rows
+
+    return on_eval
 
 
 def train_summary(metrics: list[dict], steps: int) -> dict:
@@ -172,47 +194,70 @@ def _run_owned(session: Session, run_dir: Path, variant_name: str | None, seed: 
     name = variant_name or "base"
     torch.manual_seed(seed)
     session.reset_weights()
-    adapted = None
     record = dict(base, chat_template=getattr(session.tokenizer, "chat_template", None), variant=name, seed=seed)
     t0 = time.perf_counter()
-    if variant_name is None:
-        atomic_write_json(run_dir / "config.json", record)
-        train = {}
-    else:
-        variant = suite.variant(variant_name)
-        algo = session.registry.get("algorithms", variant.algorithm)(**dict(variant.options))
-        record["algorithm"] = algo.config()
-        atomic_write_json(run_dir / "config.json", record)
-        tr = suite.train
-        bench = session.registry.get("benchmarks", tr.benchmark)
-        rewards = list(tr.rewards)
-        weights = dict(tr.reward_weights)
-        if bench.eval_reward not in rewards:  # logged as accuracy, weight 0 in the training reward
-            rewards.append(bench.eval_reward)
-            weights[bench.eval_reward] = 0.0
-        ref_model = None
-        if algo.options.beta > 0:
-            ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
-            ref_model.requires_grad_(False)
-        cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__} | variant.train)
-        model, engine = session.model, session.engine
-        if tr.lora:  # adapters injected into the session's model; removed again below
+    trackers = Trackers(suite.suite.report_to, run_dir, f"{suite.suite.name}/{name}/seed{seed}")
+    adapted: list = []  # a LoRA-wrapped model, unwrapped again below whatever happens
+    try:
+        train = _train_and_eval(session, run_dir, variant_name, seed, record, trackers, adapted)
+        step = suite.train.steps if variant_name else 0
+        evals = run_evals(session, run_dir, seed, step)  # with the adapters still in place
+        trackers.log({f"eval/{key}/{m}": v for key, ev in evals.items() for m, v in ev.items()}, step)
+    finally:
+        if adapted:
             from ..training import lora
 
-            model = lora.wrap(session.model, tr.lora)
-            engine = lora.MergedSync(session.engine, model)
-            adapted = model
-        trainer = Trainer(model, session.tokenizer, engine, algo, session.scorer(rewards, weights),
-                          bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward)
-        train = train_summary(trainer.train(), tr.steps)
-    try:
-        evals = run_evals(session, run_dir, seed, suite.train.steps if variant_name else 0)  # with the adapters still in place
-    finally:
-        if adapted is not None:
-            lora.unwrap(adapted)
+            lora.unwrap(adapted[0])
             session.model.requires_grad_(True)
+        trackers.close()
     summary = dict(record, status="finished", train=train, eval=evals, run_wall_s=time.perf_counter() - t0)
     atomic_write_json(run_dir / "summary.json", summary)
     console(finished_line(name, seed, train, evals))
     if not suite.suite.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+
+
+def _train_and_eval(session: Session, run_dir: Path, variant_name: str | None, seed: int, record: dict,
+                    trackers: Trackers, adapted: list) -> dict:
+    """Write config.json and train (variants only); the per-step rows and intermediate evals go to the trackers."""
+    suite = session.suite
+    if variant_name is None:
+        atomic_write_json(run_dir / "config.json", record)
+        trackers.log_config(record)
+        return {}
+    variant = suite.variant(variant_name)
+    algo = session.registry.get("algorithms", variant.algorithm)(**dict(variant.options))
+    record["algorithm"] = algo.config()
+    atomic_write_json(run_dir / "config.json", record)
+    trackers.log_config(record)
+    tr = suite.train
+    bench = session.registry.get("benchmarks", tr.benchmark)
+    rewards = list(tr.rewards)
+    weights = dict(tr.reward_weights)
+    if bench.eval_reward not in rewards:  # logged as accuracy, weight 0 in the training reward
+        rewards.append(bench.eval_reward)
+        weights[bench.eval_reward] = 0.0
+    ref_model = None
+    if algo.options.beta > 0:
+        ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
+        ref_model.requires_grad_(False)
+    cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__} | variant.train)
+    on_eval = curve_evals(session, seed)
+
+    def logged_eval(step: int) -> list[dict]:
+        rows = on_eval(step)
+        trackers.log({f"eval_every/{r['key']}/pass@1": r["pass@1"] for r in rows}, step)
+        return rows
+
+    model, engine = session.model, session.engine
+    if tr.lora:  # adapters injected into the session's model; the caller removes them after evaluation
+        from ..training import lora
+
+        model = lora.wrap(session.model, tr.lora)
+        engine = lora.MergedSync(session.engine, model)
+        adapted.append(model)
+    trainer = Trainer(model, session.tokenizer, engine, algo, session.scorer(rewards, weights),
+                      bench, bench.problems(tr.split), cfg, seed, run_dir, ref_model, bench.eval_reward,
+                      on_step=lambda row: trackers.log(row, row["step"]), eval_every=suite.eval.every,
+                      on_eval=logged_eval)
+    return train_summary(trainer.train(), tr.steps)

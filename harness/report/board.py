@@ -66,6 +66,27 @@ def reward_failures(run: Run) -> list[dict]:
     return out
 
 
+def curve_auc(points: list[tuple[int, float]]) -> float:
+    """Normalised area under an eval curve: trapezoids over (step, pass@1), divided by the step span."""
+    points = sorted(points)
+    if len(points) == 1:
+        return points[0][1]
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in zip(points, points[1:]))
+    return area / (points[-1][0] - points[0][0])
+
+
+def eval_auc_cells(runs: list[Run]) -> dict[str, dict]:
+    """Per eval key: the eval AUC, mean over the runs that have a curve, with a t interval."""
+    per_key: dict[str, list[float]] = {}
+    for r in runs:
+        by_key: dict[str, list[tuple[int, float]]] = {}
+        for row in r.eval_curve():
+            by_key.setdefault(row["key"], []).append((row["step"], row["pass@1"]))
+        for key, points in by_key.items():
+            per_key.setdefault(key, []).append(curve_auc(points))
+    return {key: t_interval(vals).as_dict() for key, vals in per_key.items()}
+
+
 def _scores_by_seed(runs: list[Run], key: str, metric: str) -> dict[int, dict[str, float]] | None:
     by_seed = {r.seed: r.scores(key, metric) for r in runs}
     return None if any(v is None for v in by_seed.values()) else by_seed
@@ -149,6 +170,7 @@ def variant_row(variant: str, runs: list[Run], ref: list[Run] | None, metrics: d
         "eval_response_length": {key: fmean(e[key]["response_length_mean"] for e in evals if key in e)
                                  for key in metrics if any(key in e for e in evals)},
         "train": train_cell(runs, target),
+        "eval_auc": eval_auc_cells(runs),
         "run_wall_s": fmean(r.summary.get("run_wall_s", 0.0) for r in runs),
         "reward_failures": {r.seed: reward_failures(r) for r in runs},
     }
@@ -170,6 +192,7 @@ def build_board(runs: list[Run], results_dir: Path, reference: str | None = None
                         margin) for variant, vruns in groups.items()]
     control = meta.get("positive_control") or None
     return {"reference": reference, "target": target, "window": WINDOW, "metrics": metrics, "rows": rows,
+            "curve_keys": sorted({k for row in rows for k in row["eval_auc"]}),
             "margin": margin, "positive_control": control if control in groups else None,
             "provenance": prov,
             "runs": [{"variant": r.variant, "seed": r.seed, "path": str(r.path.relative_to(results_dir))

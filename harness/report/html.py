@@ -1,4 +1,15 @@
-"""The leaderboard as one static HTML page: inline CSS, PNGs by relative path, opens from disk."""
+"""The leaderboard as one static HTML page to publish: opens from disk, loads nothing from the network.
+
+- The table scrolls inside its own box (sticky first column) so the page fits a laptop screen; a
+  click on a column header sorts by it (a few lines of inline JavaScript; numbers by value, ``-``
+  and empty cells last).
+- "What differs between variants": the algorithm, every option and every per-variant ``[train]``
+  override whose value is not the same in all variants (the rest of the configuration is identical
+  by the refusal rule).
+- Curves side by side: train curves beside the eval curves (evaluation during training).
+- One row per run with links to its files (config, metrics, eval curve, per-problem records with
+  the prompt), relative to the page; only files that exist are linked.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +19,54 @@ import re
 from pathlib import Path
 
 from .render import notes, provenance_lines, table
+from .runs import flatten
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; padding: 0 1em; }
-table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; font-weight: 600; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; color: #222; padding: 1em; }
+p, li, footer { overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; width: fit-content; max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
+table { border-collapse: separate; border-spacing: 0; font-size: 13px; }
+th, td { border-right: 1px solid #ddd; border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right;
+         white-space: nowrap; background: #fff; }
+th { background: #f2f2f2; white-space: normal; min-width: 6em; max-width: 11em; vertical-align: bottom; }
+td:first-child, th:first-child { text-align: left; font-weight: 600; position: sticky; left: 0; z-index: 1; }
+th:first-child { background: #f2f2f2; }
+table.sortable th { cursor: pointer; }
+table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
+table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+table.runs td { text-align: left; }
+.pair { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0.5em; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .notes, footer { font-size: 13px; color: #444; } code, pre { background: #f6f6f6; }
-pre { padding: 0.6em; overflow-x: auto; font-size: 12px; }
+pre { padding: 0.6em; overflow-x: auto; font-size: 12px; max-width: 100%; }
+"""
+
+# Click a header to sort by its column; again to reverse. Numbers compare by value, text otherwise.
+SORT_JS = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.title = "click to sort";
+    th.addEventListener("click", function () {
+      var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
+      var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      function num(r) { var m = r.cells[col].textContent.trim().match(/^[+-]?\\d+(\\.\\d+)?/); return m ? parseFloat(m[0]) : null; }
+      function text(r) { return r.cells[col].textContent.trim(); }
+      rows.sort(function (a, b) {
+        var x = num(a), y = num(b);
+        if (x !== null && y !== null && x !== y) return dir * (x - y);
+        if (x === null && y !== null) return 1;
+        if (y === null && x !== null) return -1;
+        return dir * text(a).localeCompare(text(b));
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
 """
 
 
@@ -26,25 +75,80 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text, quote=False))
 
 
-def to_html(board: dict, plots: list[Path]) -> str:
+def _table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = False) -> str:
+    """A table in its scroll box; cells are escaped unless ``raw`` (already HTML)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    cell = (lambda c: c) if raw else html.escape
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>\n" for r in rows)
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>'
+
+
+def variant_diff(board: dict) -> tuple[list[str], list[list[str]]]:
+    """Keys whose values differ between the trained variants (algorithm, options and the variant's own
+    ``[train]`` overrides; "-" where a variant does not set it), one column per variant."""
+    rows = [r for r in board["rows"] if r["variant"] != "base"]
+    overrides = {v.get("name"): v.get("train") or {} for v in (board["provenance"].get("config") or {}).get("variants", [])}
+    flats = {r["variant"]: {"algorithm": r["algorithm"], **flatten(r["options"], "options"),
+                            **{f"train.{k}": v for k, v in overrides.get(r["variant"], {}).items()}} for r in rows}
+    keys = sorted(set().union(*flats.values())) if flats else []
+    differ = [k for k in keys if len({json.dumps(f.get(k, "-"), default=str) for f in flats.values()}) > 1]
+    header = ["key", *flats]
+    return header, [[k, *(json.dumps(f.get(k, "-"), default=str).strip('"') for f in flats.values())] for k in differ]
+
+
+def run_files(run_path: str, root: Path | None, eval_keys: list[str]) -> list[tuple[str, str]]:
+    """(label, href) of a run's files, relative to the page; with ``root``, only those that exist."""
+    candidates = [("config", "config.json"), ("summary", "summary.json"), ("metrics", "metrics.jsonl"),
+                  ("eval curve", "eval_curve.jsonl")]
+    candidates += [(f"{k} records", f"eval/{k}.records.jsonl") for k in eval_keys]
+    out = []
+    for label, rel in candidates:
+        href = f"{run_path}/{rel}"
+        if root is None or (root / href).is_file():
+            out.append((label, href))
+    return out
+
+
+def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:
+    """The page; ``plots`` and run paths are relative to ``root`` (the folder the page is written to)."""
     header, rows = table(board)
     suite = html.escape(str(board["provenance"]["suite"]))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>\n" for r in rows)
-    figures = "".join(f'<p><img src="{html.escape(p.as_posix())}" alt="{html.escape(p.stem)}"></p>\n' for p in plots)
+    by_name = {p.stem: p for p in plots}
+    pair = [by_name[n] for n in ("train_curves", "eval_curves") if n in by_name]
+    rest = [p for p in plots if p not in pair]
+
+    def img(p: Path) -> str:
+        src = html.escape(p.as_posix())
+        return f'<a href="{src}"><img src="{src}" alt="{html.escape(p.stem)}"></a>'  # click: full size
+
+    figures = (f'<div class="pair">{"".join(img(p) for p in pair)}</div>\n' if pair else "")
+    figures += "".join(f"<p>{img(p)}</p>\n" for p in rest)
+    diff_header, diff_rows = variant_diff(board)
+    diff = (_table(diff_header, diff_rows) if diff_rows else "<p>The variants differ in nothing but their names.</p>")
+    eval_keys = list(board["metrics"])
+    run_rows = []
+    for r in board.get("runs", []):
+        links = " · ".join(f'<a href="{html.escape(href)}">{html.escape(label)}</a>'
+                           for label, href in run_files(r["path"], root, eval_keys))
+        run_rows.append([html.escape(r["variant"]), str(r["seed"]), links or "-"])
     config = html.escape(json.dumps(board["provenance"]["config"], indent=2, sort_keys=True))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Leaderboard: {suite}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Leaderboard: {suite}</title>
 <style>{CSS}</style></head>
 <body>
 <h1>Leaderboard: {suite}</h1>
-<table><thead><tr>{head}</tr></thead><tbody>
-{body}</tbody></table>
+{_table(header, rows, "sortable board")}
 <div class="notes">{"".join(f"<p>{_inline(n)}</p>" for n in notes(board))}</div>
-<h2>Plots</h2>
-{figures}<footer><h2>Provenance</h2>
+<h2>What differs between variants</h2>
+{diff}
+<h2>Curves</h2>
+{figures}<h2>Runs</h2>
+{_table(["variant", "seed", "files"], run_rows, "sortable runs", raw=True)}
+<footer><h2>Provenance</h2>
 {"".join(f"<p>{_inline(n)}</p>" for n in provenance_lines(board))}
 <details><summary>Resolved config</summary><pre>{config}</pre></details>
 </footer>
+<script>{SORT_JS}</script>
 </body></html>
 """

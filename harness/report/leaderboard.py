@@ -30,5 +30,6 @@ def write_leaderboard(results_dir: Path, reference: str | None = None, target: f
     atomic_write_text(results_dir / "leaderboard.csv", to_csv(board))
     atomic_write_json(results_dir / "leaderboard.json", board)
     plots = write_plots(board, group_runs(runs), results_dir / "plots")
-    atomic_write_text(results_dir / "leaderboard.html", to_html(board, [p.relative_to(results_dir) for p in plots]))
+    page = to_html(board, [p.relative_to(results_dir) for p in plots], results_dir)
+    atomic_write_text(results_dir / "leaderboard.html", page)
     return md

@@ -3,8 +3,10 @@
 - ``train_curves.png``: train reward and train accuracy vs step, per variant: the mean over seeds
   as a line, the band between the lowest and highest seed.
 - ``eval_accuracy.png``: per eval benchmark, each variant's final pass@1 (and mean@k) with its 95%
-  interval from the table, seeds as faint dots. Only the final checkpoint is evaluated, so this is
-  one point per variant, not a curve.
+  interval from the table, seeds as faint dots: the final checkpoint on the full targets, one point
+  per variant (the curves during training are ``eval_curves.png``).
+- ``eval_curves.png``: with ``[eval] every``, per eval target the greedy pass@1 on its
+  ``every_limit`` subset vs training steps completed, mean over seeds with the min-max band.
 - ``ratios.png``: clip fraction, token importance ratio mean and max, and trajectory log-ratio mean
   (solid) and max (dashed) vs step, mean over seeds with the min-max band.
 """
@@ -118,12 +120,38 @@ def eval_points(board: dict, colors: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def eval_curves(groups: dict, colors: dict, path: Path) -> Path | None:
+    """pass@1 during training per eval target (None when no run has an eval curve)."""
+    curves = {v: [c for c in (r.eval_curve() for r in runs) if c] for v, runs in groups.items()}
+    curves = {v: s for v, s in curves.items() if s}
+    keys = sorted({row["key"] for series in curves.values() for c in series for row in c})
+    if not keys:
+        return None
+    cols = min(2, len(keys))  # two panels a row: the same shape as train_curves.png, which it sits beside
+    rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(11 if cols == 2 else 5.5, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes, keys):
+        per_variant = {v: [[dict(r, pct=100 * r["pass@1"]) for r in c if r["key"] == key] for c in series]
+                       for v, series in curves.items()}
+        drawn = _curves(ax, per_variant, "pct", colors)
+        n = sorted({r["n"] for series in curves.values() for c in series for r in c if r["key"] == key})
+        _finish(ax, f"{key} pass@1 during training (first {', '.join(map(str, n))} problems)", "% correct", drawn)
+        ax.set_xlabel("training steps completed")
+    return _save(fig, path)
+
+
 def write_plots(board: dict, groups: dict, out_dir: Path) -> list[Path]:
     """All leaderboard PNGs into ``out_dir``; ``groups`` maps variant -> runs (with ``metrics()``)."""
     out_dir = Path(out_dir)
     colors = {v: COLORS[i % len(COLORS)] for i, v in enumerate(groups)}
     metrics = {v: [m for m in (r.metrics() for r in runs) if m] for v, runs in groups.items()}
     metrics = {v: s for v, s in metrics.items() if s}
-    return [train_curves(metrics, colors, out_dir / "train_curves.png"),
-            eval_points(board, colors, out_dir / "eval_accuracy.png"),
-            ratio_curves(metrics, colors, out_dir / "ratios.png")]
+    curve = eval_curves(groups, colors, out_dir / "eval_curves.png")
+    if curve is None:
+        (out_dir / "eval_curves.png").unlink(missing_ok=True)  # left over from an earlier build
+    return [p for p in (train_curves(metrics, colors, out_dir / "train_curves.png"), curve,
+                        eval_points(board, colors, out_dir / "eval_accuracy.png"),
+                        ratio_curves(metrics, colors, out_dir / "ratios.png")) if p is not None]

@@ -64,6 +64,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
             if ref and m == "pass@1":
                 header.append(f"{key} Δ{m} vs {ref} (pts)")
                 header.append(f"{key} vs {ref}: verdict at ±{board.get('margin', 0.03) * 100:g} pts (MDE₈₀)")
+    header += [f"{key} eval AUC (%)" for key in board.get("curve_keys", [])]
     header += ["train reward AUC", f"steps to train acc ≥ {board['target']:g}", "samples/run",
                "gen. tokens/run", "train wall s/run", "train resp. length", "reward error / timeout (%)"]
     rows = []
@@ -76,6 +77,7 @@ def table(board: dict) -> tuple[list[str], list[list[str]]]:
                 if ref and m == "pass@1":
                     cells.append("ref" if row["variant"] == ref else fmt_interval(cell and cell["delta"], sign=True))
                     cells.append("ref" if row["variant"] == ref else fmt_verdict(cell and cell.get("verdict")))
+        cells += [fmt_interval(row.get("eval_auc", {}).get(key)) for key in board.get("curve_keys", [])]
         t = row["train"]
         if t:
             cells += [fmt_interval(t["reward_auc"], 1.0, 3), fmt_steps(t["steps_to_target"]), f"{t['samples']:.0f}",
@@ -120,6 +122,10 @@ def notes(board: dict) -> list[str]:
     out.append("Reward error / timeout: the highest share of scored samples on which a reward raised, returned a "
                "non-number or timed out, over the variant's runs and rewards (training steps and greedy evals); "
                "⚠ marks any that is not 0 and each such run and reward is listed below the table.")
+    if board.get("curve_keys"):
+        out.append("Eval AUC: area under the pass@1 curve of the evaluations during training (`[eval] every`, "
+                   "on the first `every_limit` problems of each target), trapezoids over steps divided by the "
+                   "step span, in %; mean over seeds with a 95% t interval.")
     return out + failure_lines(board)
 
 
@@ -153,6 +159,7 @@ def to_csv(board: dict) -> str:
             header += [f"{key} {m}{s}" for s in ("", " lo", " hi", " method")]
             header += [f"{key} {m} delta{s}" for s in ("", " lo", " hi", " method")]
             header += [f"{key} {m} verdict", f"{key} {m} mde"]
+    header += [f"{key} eval_auc{s}" for key in board.get("curve_keys", []) for s in ("", " lo", " hi")]
     train_keys = ["steps", "samples", "generated_tokens", "train_wall_s", "response_length_mean"]
     header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys,
                "reward_error_rate_max", "reward_timeout_rate_max"]
@@ -168,6 +175,7 @@ def to_csv(board: dict) -> str:
                 cells += iv(cell and cell["mean"]) + iv(cell and cell["delta"])
                 v = cell and cell.get("verdict")
                 cells += [v["verdict"], v["mde"]] if v else ["", ""]
+        cells += [c for key in board.get("curve_keys", []) for c in iv(row.get("eval_auc", {}).get(key))[:3]]
         t = row["train"]
         if t:
             cells += iv(t["reward_auc"])[:3] + [t["steps_to_target"]["mean"], t["steps_to_target"]["reached"]]

@@ -48,6 +48,10 @@ class Run:
         """Training rows (empty for the base model)."""
         return self._read("metrics.jsonl")
 
+    def eval_curve(self) -> list[dict]:
+        """Evaluations during training (``[eval] every``): rows of step, key, pass@1, n; empty without."""
+        return self._read("eval_curve.jsonl")
+
     def records(self, key: str) -> list[dict]:
         """Per-problem eval records of ``key`` (``arith-test``); empty when the file is missing."""
         return self._read(f"eval/{key}.records.jsonl")

@@ -12,6 +12,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -104,12 +105,18 @@ class Rollout:
 class Trainer:
     def __init__(self, model, tokenizer, engine: RolloutEngine, algorithm: Algorithm, scorer: RewardScorer,
                  benchmark: Benchmark, problems: list[Problem], cfg: TrainConfig, seed: int, run_dir: Path,
-                 ref_model=None, correctness_reward: str | None = None):
+                 ref_model=None, correctness_reward: str | None = None,
+                 on_step: Callable[[dict], None] | None = None, eval_every: int = 0,
+                 on_eval: Callable[[int], list[dict]] | None = None):
+        """``on_step(row)`` sees every new metrics row. With ``eval_every = k > 0``, ``on_eval(step)``
+        runs after 0, k, 2k, ... and the last step; its rows go to ``eval_curve.jsonl``. It runs
+        under a forked RNG state, so it cannot change the training trajectory."""
         self.model, self.tokenizer, self.engine = model, tokenizer, engine
         self.algorithm, self.scorer, self.benchmark = algorithm, scorer, benchmark
         self.cfg, self.seed, self.run_dir = cfg, seed, Path(run_dir)
         self.ref_model = ref_model
         self.correctness_reward = correctness_reward
+        self.on_step, self.eval_every, self.on_eval = on_step, eval_every, on_eval
         self.prompt_ids = {p.id: prompt_token_ids(tokenizer, benchmark, p) for p in problems}
         self.problems = [p for p in problems if len(self.prompt_ids[p.id]) <= cfg.max_prompt_tokens]
         if not self.problems:
@@ -122,9 +129,11 @@ class Trainer:
             betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
         )
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.eval_curve_path = self.run_dir / "eval_curve.jsonl"
         self.ckpt_dir = self.run_dir / "checkpoint"
         self.start_step = 0
         self.elapsed_before = 0.0
+        self.eval_s = 0.0
 
     # ---- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, step: int, elapsed: float) -> None:
@@ -141,6 +150,7 @@ class Trainer:
         if not state_file.exists():
             self.metrics_path.unlink(missing_ok=True)
             errors_path.unlink(missing_ok=True)  # rows of steps that will run again (a stopped run)
+            self.eval_curve_path.unlink(missing_ok=True)
             return 0
         state = torch.load(state_file, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
@@ -151,6 +161,8 @@ class Trainer:
         write_jsonl(self.metrics_path, [r for r in read_jsonl(self.metrics_path) if r["step"] < self.start_step])
         if errors_path.exists():
             write_jsonl(errors_path, [r for r in read_jsonl(errors_path) if r["step"] < self.start_step])
+        # evaluations after k steps ran before the checkpoint at k was written: keep those up to it
+        write_jsonl(self.eval_curve_path, [r for r in read_jsonl(self.eval_curve_path) if r["step"] <= self.start_step])
         return self.start_step
 
     def draw_problems(self, step: int, draw: int) -> list[Problem]:
@@ -369,18 +381,35 @@ class Trainer:
         return torch.autocast(device_type=device, dtype=torch.bfloat16)
 
     # ---- the loop ---------------------------------------------------------------------------
+    def maybe_eval(self, done: int) -> None:
+        """Evaluation during training after ``done`` steps, if due; global RNG states restored after."""
+        if not (self.eval_every and self.on_eval) or not (done % self.eval_every == 0 or done == self.cfg.steps):
+            return
+        t0, py_state = time.perf_counter(), random.getstate()
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            rows = self.on_eval(done)
+        random.setstate(py_state)
+        self.eval_s += time.perf_counter() - t0  # not counted in elapsed_s (training wall time)
+        for r in rows:
+            append_jsonl(self.eval_curve_path, dict(r, step=done))
+
     def train(self) -> list[dict]:
         start = self.maybe_resume()
-        t_start = time.perf_counter()
+        if start == 0:
+            self.maybe_eval(0)
+        t_start, self.eval_s = time.perf_counter(), 0.0
         bar = tqdm(range(start, self.cfg.steps), desc=f"train {self.run_dir.parent.name}/{self.run_dir.name}",
                    initial=start, total=self.cfg.steps)
         for step in bar:
             row = self.step(step)
-            elapsed = self.elapsed_before + time.perf_counter() - t_start
+            elapsed = self.elapsed_before + time.perf_counter() - t_start - self.eval_s
             row["elapsed_s"] = elapsed
             append_jsonl(self.metrics_path, row)
+            if self.on_step:
+                self.on_step(row)
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", len=f"{row['response_length_mean']:.0f}")
             done = step + 1
+            self.maybe_eval(done)  # before the checkpoint: a resumed run has every evaluation up to it
             if done == self.cfg.steps or (self.cfg.checkpoint_every and done % self.cfg.checkpoint_every == 0):
                 self.save_checkpoint(done, elapsed)
         return read_jsonl(self.metrics_path)
