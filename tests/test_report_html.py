@@ -53,7 +53,7 @@ algorithm = "grpo"
 
 [[variants]]
 algorithm = "tic_grpo"
-options = { length_corrected = true, eps_high = 0.28 }
+options = { advantage = "length_corrected", eps_high = 0.28 }
 train = { learning_rate = 0.005 }
 """
 
@@ -130,7 +130,7 @@ def test_variant_diff(results):
     assert "<th>grpo</th><th>tic_grpo</th>" in diff
     assert "<td>algorithm</td><td>grpo</td><td>tic_grpo</td>" in diff
     assert "<td>options.eps_high</td><td>0.2</td><td>0.28</td>" in diff
-    assert "options.length_corrected" in diff
+    assert "<td>options.advantage</td><td>group</td><td>length_corrected</td>" in diff
     assert "<td>train.learning_rate</td><td>-</td><td>0.005</td>" in diff  # a per-variant [train] override
     assert "train.steps" not in diff  # the same in every variant
 
