@@ -15,17 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-    return path
+from ..report.plots import COLORS, save_figure
 
 
 def _colors(rows: list[dict]) -> dict:
@@ -82,7 +74,7 @@ def cosine_vs_kl(rows: list[dict], path: Path, band: dict | None) -> Path:
                                                ("rel_bias_k", "exact_rel_bias_k", "relative bias to ∇J(θ_k)"))):
             _kl_panel(axes[i][j], mr, colors, key, ex, band, legend=j == 0, ylabel=title)
             axes[i][j].set_title(f"{title}, advantages: {mode}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def cosine_vs_kl_optsteps(rows: list[dict], path: Path, band: dict | None) -> Path:
@@ -97,7 +89,7 @@ def cosine_vs_kl_optsteps(rows: list[dict], path: Path, band: dict | None) -> Pa
                                                ("cos_old", "exact_cos_old", "cos(E[u], ∇J(θ_old))"))):
             _kl_panel(axes[i][j], mr, colors, key, ex, band, legend=j == 0, ylabel=title)
             axes[i][j].set_title(f"θ_k = k Adam steps of the variant; advantages: {mode}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def group_size_length(rows: list[dict], path: Path) -> Path:
@@ -126,7 +118,7 @@ def group_size_length(rows: list[dict], path: Path) -> Path:
         ax.set_xlabel(x)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=6.5)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_plots(rows: list[dict], out_dir: Path, band: dict | None) -> list[Path]:

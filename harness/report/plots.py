@@ -22,7 +22,8 @@ from matplotlib.ticker import MaxNLocator
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` with the Agg canvas (no pyplot state) to ``path`` (folders created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110)
@@ -72,7 +73,7 @@ def train_curves(metrics: dict[str, list[list[dict]]], colors: dict, path: Path)
     ax1, ax2 = fig.subplots(1, 2)
     for ax, key, what in ((ax1, "reward_mean", "reward"), (ax2, "accuracy", "accuracy")):
         _finish(ax, f"train {what} (mean over seeds, band: min-max)", key, _curves(ax, metrics, key, colors))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def ratio_curves(metrics: dict[str, list[list[dict]]], colors: dict, path: Path) -> Path:
@@ -85,7 +86,7 @@ def ratio_curves(metrics: dict[str, list[list[dict]]], colors: dict, path: Path)
     drawn = _curves(ax, metrics, "log_ratio_traj_mean", colors)
     _curves(ax, metrics, "log_ratio_traj_max", colors, style="--", label=False, band=False)
     _finish(ax, "trajectory log-ratio: mean (solid, band), max (dashed)", "log w", drawn)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def eval_points(board: dict, colors: dict, path: Path) -> Path:
@@ -117,7 +118,7 @@ def eval_points(board: dict, colors: dict, path: Path) -> Path:
         ax.set_ylabel("% correct (95% CI)")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def eval_curves(groups: dict, colors: dict, path: Path) -> Path | None:
@@ -140,7 +141,7 @@ def eval_curves(groups: dict, colors: dict, path: Path) -> Path | None:
         n = sorted({r["n"] for series in curves.values() for c in series for r in c if r["key"] == key})
         _finish(ax, f"{key} pass@1 during training (first {', '.join(map(str, n))} problems)", "% correct", drawn)
         ax.set_xlabel("training steps completed")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_plots(board: dict, groups: dict, out_dir: Path) -> list[Path]:
