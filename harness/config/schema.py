@@ -60,11 +60,17 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalGeneration:
+    """How evaluation generates: shared by the suite's ``[eval]`` and what the evaluator receives."""
+
     max_new_tokens: int = 256
     samples: int = 0  # k for mean@k (0: greedy only)
     temperature: float = 1.0  # for the k samples
     batch_size: int = 64
+
+
+@dataclass
+class EvalConfig(EvalGeneration):
     seed: int = 0
 
 
@@ -109,13 +115,9 @@ class EvalTarget:
 
 
 @dataclass
-class EvalSection:
+class EvalSection(EvalGeneration):
     """The suite's ``[eval]``: generation settings and targets; the seed is each run's own seed."""
 
-    max_new_tokens: int = 256
-    samples: int = 0  # k for mean@k (0: greedy only)
-    temperature: float = 1.0  # for the k samples
-    batch_size: int = 64
     benchmarks: list[EvalTarget] = field(default_factory=list)
     every: int = 0  # evaluate during training every k steps (0: only the final evaluation)
     every_limit: int = 20  # problems of each target in those intermediate evaluations (the first n of its limit)
