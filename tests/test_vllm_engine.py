@@ -91,3 +91,25 @@ def test_weights_are_pushed_in_the_engines_dtype(setup, monkeypatch):
     engine.sync_weights(model)
     assert seen and {d for _, d in seen} == {torch.bfloat16}
     assert "lm_head.weight" in dict(seen)
+
+
+def test_console_shows_people_lines_not_library_bars(tmp_path):
+    """A CLI run with the vLLM engine (training, a checkpoint, evaluation): the console holds our own
+    lines and bars, not vLLM's request bars or transformers' weight-loading / shard-writing bars;
+    those libraries' lines are in the run's log file instead."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    suite = Path(__file__).resolve().parent / "suites" / "tiny.toml"
+    out = subprocess.run(
+        [sys.executable, "-m", "grpo_bench.cli", "run", str(suite), "--results-dir", str(tmp_path),
+         "--variant", "grpo", "--set", 'suite.engine="vllm"', "--set", "train.steps=1",
+         "--set", 'eval.benchmarks=[{name = "arith", split = "test", limit = 3}]', "--set", "eval.samples=1"],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    console = out.stdout + out.stderr
+    assert "finished grpo seed 0" in console
+    for chatter in ("Processed prompts", "Rendering prompts", "Writing model shards", "Loading weights"):
+        assert chatter not in console, chatter
+    assert "vllm" in (tmp_path / "tiny" / "grpo-bench.log").read_text().lower()

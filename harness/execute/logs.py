@@ -44,6 +44,8 @@ def setup_console(verbose: bool = False) -> None:
 
         hf_logging.disable_default_handler()
         hf_logging.enable_propagation()
+        if not verbose:  # "Loading weights" / "Writing model shards" bars at every run and checkpoint
+            hf_logging.disable_progress_bar()
     except Exception:
         pass
 

@@ -70,7 +70,7 @@ class VLLMEngine(RolloutEngine):
             for i in range(len(prompts))
         ]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
-                                 use_tqdm=progress is not None)
+                                 use_tqdm=_one_bar(progress) if progress is not None else False)
         result = []
         for out in outs:
             group = []
@@ -101,3 +101,16 @@ class VLLMEngine(RolloutEngine):
 @hookimpl
 def grpo_bench_engines():
     return {"vllm": VLLMEngine}
+
+
+def _one_bar(label: str):
+    """A tqdm factory for vLLM: one transient bar named ``label`` for the requests (vLLM's own
+    "Rendering prompts" bar is hidden)."""
+    from tqdm import tqdm
+
+    def make(*args, **kwargs):
+        hidden = kwargs.get("desc") == "Rendering prompts"
+        kwargs.update(desc=label, leave=False, disable=hidden or kwargs.get("disable", False))
+        return tqdm(*args, **kwargs)
+
+    return make
