@@ -35,7 +35,7 @@ max_new_tokens = 8
 learning_rate = 1e-3
 mu = 2
 checkpoint_every = 1
-rewards = ["integer_answer"]
+rewards = ["distinct_chars"]
 
 [eval]
 benchmarks = [{ name = "arith", split = "test", limit = 4 }]
@@ -82,8 +82,29 @@ def run_numbers(run_dir: Path) -> dict:
     return out
 
 
+#: a third-party reward plugin, installed the way pip would (a dist-info with an entry point): dense
+#: on the random test model (distinct characters / 12), so the runs really train and the Ray runs'
+#: updates are compared, not only their sampling
+DENSE_PLUGIN = """
+from grpo_bench import hookimpl
+
+def distinct_chars(prompts, completions, **kwargs):
+    return [min(1.0, len(set(c)) / 12) for c in completions]
+
+@hookimpl
+def grpo_bench_rewards():
+    return {"distinct_chars": distinct_chars}
+"""
+
+
 @pytest.fixture
-def suite_file(tmp_path) -> Path:
+def suite_file(tmp_path, monkeypatch) -> Path:
+    from test_plugins import make_dist
+
+    site = tmp_path / "site"
+    make_dist(site, "dense-plug", "dense_plug", DENSE_PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     path = tmp_path / "grid.toml"
     path.write_text(SUITE_TEXT)
     return path
@@ -98,7 +119,8 @@ def test_ray_executor_equals_local(suite_file, tmp_path):
     suite = load_suite(suite_file, registry)
     local = run_suite(suite, registry, tmp_path / "local", executor=LocalExecutor())
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("HF_", "GRPO_BENCH_"))}})
+             runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                       if k.startswith(("HF_", "GRPO_BENCH_", "PYTHONPATH"))}})
     try:
         outcomes = []
         remote = run_suite(suite, registry, tmp_path / "ray", executor=RayExecutor(), outcomes=outcomes)
@@ -117,7 +139,12 @@ def test_ray_executor_equals_local(suite_file, tmp_path):
         print(f"{rel}: pass@1 local {a['eval']['arith-test']['pass@1']} ray {b['eval']['arith-test']['pass@1']}; "
               f"reward curve local {a['train'].get('reward_curve')} ray {b['train'].get('reward_curve')}; "
               f"{len(run_numbers(local / rel))} numbers equal")
-    # the trained runs differ from each other (the comparison is not vacuous)
+    # the comparison is not vacuous: the runs trained (non-zero gradients and rewards that vary)
+    # and differ from each other
+    for rel in runs[1:]:
+        rows = [json.loads(line) for line in (local / rel / "metrics.jsonl").read_text().splitlines()]
+        assert all(r["grad_norm"] > 0 for r in rows), rel
+        assert len({r["reward_mean"] for r in rows} | {r["reward_std"] for r in rows}) > 1, rel
     assert run_numbers(local / "runs/grpo/seed0") != run_numbers(local / "runs/grpo/seed1")
 
 
