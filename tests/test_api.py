@@ -86,3 +86,23 @@ def test_offline_hub_ids_give_one_line_quickly(tmp_path):
         assert len(lines) == 1 and word in lines[0] and "HF_HUB_OFFLINE" in lines[0]
         assert "bundled" in lines[0] or "smollm2" in lines[0]
         assert not (tmp_path / "res").exists()
+
+
+def test_dry_run_estimates_time_from_finished_runs(tmp_path):
+    """No finished run: the dry run says how to measure; two finished trained runs (60 s and 120 s,
+    median 90 s) and 1 pending: 1.5 min per run and in all, with the recorded hardware named."""
+    from grpo_bench.config import load_suite
+    from grpo_bench.execute.plan import describe, make_plan
+    from grpo_bench.registry import default_registry
+
+    reg = default_registry()
+    plan = make_plan(load_suite(SUITE, reg), reg, tmp_path)
+    assert "time: not estimated (no finished run here yet)" in describe(plan, reg)
+    hw = {"cpu": "Test CPU", "cores": 2}
+    for spec, wall in zip([r for r in plan.runs if r.variant][:2], (60.0, 120.0)):
+        spec.run_dir(plan.out).mkdir(parents=True)
+        (spec.run_dir(plan.out) / "summary.json").write_text(
+            json.dumps({"run_wall_s": wall, "provenance": {"hardware": hw}}))
+    text = describe(plan, reg)
+    assert ("time: about 1.5 min per trained run (median of 2 finished here, on Test CPU x2), so about 1.5 min "
+            "for the 1 pending trained runs") in text

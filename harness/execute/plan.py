@@ -169,8 +169,34 @@ def describe(plan: Plan, registry: Registry) -> str:
     lines.append(f"cost of the pending runs: {train_samples} training samples, first draws (at most "
                  f"{train_tokens} generated tokens), "
                  f"{eval_samples} evaluation samples (at most {eval_samples * ev.max_new_tokens} generated tokens)")
-    lines.append("time is not estimated: it depends on the machine; measure one step with train.steps=1")
+    lines.append(_time_estimate(plan, pending))
     return "\n".join(lines)
+
+
+def _time_estimate(plan: Plan, pending: list[RunSpec]) -> str:
+    """Wall time of the pending trained runs from this folder's finished trained runs (median
+    ``run_wall_s``), naming the hardware they ran on; none finished: say how to measure it."""
+    import statistics
+
+    walls, hardware = [], set()
+    for spec in plan.runs:
+        if spec.variant is None or not spec.finished(plan.out):
+            continue
+        summary = json.loads((spec.run_dir(plan.out) / "summary.json").read_text())
+        if isinstance(summary.get("run_wall_s"), (int, float)):
+            walls.append(summary["run_wall_s"])
+            hw = summary.get("provenance", {}).get("hardware", {})
+            hardware.add(f"{hw.get('cpu', 'unknown CPU')} x{hw.get('cores', '?')}" + (f" + {hw['gpu']}" if hw.get("gpu") else ""))
+    trained = sum(1 for r in pending if r.variant is not None)
+    if not walls:
+        return ("time: not estimated (no finished run here yet); measure one step on this machine with "
+                "--set train.steps=1")
+    per_run = statistics.median(walls)
+    total = trained * per_run
+    total_text = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.1f} min"
+    return (f"time: about {per_run / 60:.1f} min per trained run (median of {len(walls)} finished here, on "
+            f"{', '.join(sorted(hardware))}), so about {total_text} for the {trained} pending "
+            f"trained runs on one such machine; variants with other train settings may differ")
 
 
 def stamp(plan: Plan) -> None:
