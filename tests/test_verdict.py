@@ -32,6 +32,9 @@ def test_verdicts():
     assert v["verdict"] == "undecided"
     assert v["tost_interval"] == [pytest.approx(0.036000, abs=1e-5), pytest.approx(0.230667, abs=1e-5)]
     assert v["mde"] == pytest.approx(0.178777, abs=1e-5)
+    from grpo_bench.report.render import fmt_verdict
+
+    assert fmt_verdict(v) == "undecided [+3.6, +23.1] (17.9)"
     # the same data with a margin of 0.3 points to equivalence (0.2307 < 0.3)
     assert verdict(X, Y, margin=0.3)["verdict"] == "equivalent"
     # d = [0.10, 0.11, 0.12]: 95% interval 0.11 +- 0.024842 excludes 0, the 90% one is not inside +-0.03
@@ -60,7 +63,7 @@ def test_leaderboard_shows_verdicts_and_judges_the_positive_control(tmp_path):
     md = write_leaderboard(root)
     assert "verdict at ±5 pts" in md
     row = next(line for line in md.splitlines() if line.startswith("| tic_grpo "))
-    assert "different (0.0)" in row
+    assert "different [+10.0, +10.0] (0.0)" in row
     assert "Positive control `tic_grpo` is separated from `grpo`" in md
     board = json.loads((root / "leaderboard.json").read_text())
     cell = next(r for r in board["rows"] if r["variant"] == "tic_grpo")["eval"]["arith-test"]["pass@1"]

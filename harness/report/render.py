@@ -18,10 +18,15 @@ def fmt_interval(iv: dict | None, scale: float = 100.0, digits: int = 1, sign: b
 
 
 def fmt_verdict(v: dict | None) -> str:
-    """``equivalent (4.1)``: the TOST/difference verdict with the minimum detectable difference in points."""
+    """``equivalent [-1.2, +2.0] (4.1)``: the TOST/difference verdict, the 90% t-interval of the mean
+    per-seed difference and the minimum detectable difference, in points."""
     if not v:
         return "-"
-    return f"{v['verdict']} ({v['mde'] * 100:.1f})" if v.get("mde") is not None else v["verdict"]
+    text = v["verdict"]
+    if v.get("tost_interval"):
+        lo, hi = v["tost_interval"]
+        text += f" [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+    return text + (f" ({v['mde'] * 100:.1f})" if v.get("mde") is not None else "")
 
 
 def fmt_steps(s: dict) -> str:
@@ -101,7 +106,10 @@ def notes(board: dict) -> list[str]:
         m = board.get("margin", 0.03) * 100
         out.append(f"Verdict vs `{ref}` (pass@1, from the per-seed paired differences, >= 2 seeds): `equivalent` "
                    f"when the 90% t-interval of the mean difference lies inside ±{m:g} points (two one-sided tests "
-                   "at 5%); else `different` when the 95% t-interval excludes 0; else `undecided`. In brackets: "
+                   "at 5%); else `different` when the 95% t-interval excludes 0; else `undecided`. In square brackets: "
+                   "that 90% t-interval (points); each end is one of the two one-sided tests at 5%, so a lower end "
+                   f"above -{m:g} reads as 'not worse than `{ref}` by more than {m:g} points' (non-inferiority) and "
+                   f"an upper end below +{m:g} as 'not better by more than {m:g}'. In parentheses: "
                    "the minimum detectable difference (points) of a two-sided paired t-test at 5% with 80% power, "
                    "from the observed seed-to-seed spread of the differences.")
         control = board.get("positive_control")
@@ -158,7 +166,7 @@ def to_csv(board: dict) -> str:
         for m in ms:
             header += [f"{key} {m}{s}" for s in ("", " lo", " hi", " method")]
             header += [f"{key} {m} delta{s}" for s in ("", " lo", " hi", " method")]
-            header += [f"{key} {m} verdict", f"{key} {m} mde"]
+            header += [f"{key} {m} verdict", f"{key} {m} verdict lo90", f"{key} {m} verdict hi90", f"{key} {m} mde"]
     header += [f"{key} eval_auc{s}" for key in board.get("curve_keys", []) for s in ("", " lo", " hi")]
     train_keys = ["steps", "samples", "generated_tokens", "train_wall_s", "response_length_mean"]
     header += ["reward_auc", "reward_auc lo", "reward_auc hi", "steps_to_target", "target_reached_runs", *train_keys,
@@ -174,7 +182,7 @@ def to_csv(board: dict) -> str:
                 cell = row["eval"][key][m]
                 cells += iv(cell and cell["mean"]) + iv(cell and cell["delta"])
                 v = cell and cell.get("verdict")
-                cells += [v["verdict"], v["mde"]] if v else ["", ""]
+                cells += [v["verdict"], *v["tost_interval"], v["mde"]] if v else ["", "", "", ""]
         cells += [c for key in board.get("curve_keys", []) for c in iv(row.get("eval_auc", {}).get(key))[:3]]
         t = row["train"]
         if t:
