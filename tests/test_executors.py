@@ -105,9 +105,11 @@ def suite_file(tmp_path, monkeypatch) -> Path:
     make_dist(site, "dense-plug", "dense_plug", DENSE_PLUGIN)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    default_registry.cache_clear()  # the process-wide registry is built once: rebuild it with the plugin
     path = tmp_path / "grid.toml"
     path.write_text(SUITE_TEXT)
-    return path
+    yield path
+    default_registry.cache_clear()
 
 
 @pytest.mark.slow
