@@ -25,12 +25,11 @@ Run: .venv/bin/python benchmarks/perf/defaults_throughput.py [--suite S] [--step
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
+
+from child import peak_rss_gib, report, run_child
 
 #: what the new defaults change, as [train] overrides (the levers measured here)
 AFTER = {"bf16_autocast": "auto", "share_prompt": True}
@@ -68,7 +67,7 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
         session.close()
     timed = rows[1:] if len(rows) > 1 else rows
     out = {"steps": len(timed), "samples": sum(r["samples"] for r in timed), "wall_s": sum(r["step_s"] for r in timed),
-           "bf16_autocast": cfg.bf16_autocast, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+           "bf16_autocast": cfg.bf16_autocast, "peak_rss_gib": peak_rss_gib(),
            "reward_curve": [r["reward_mean"] for r in rows]}
     for k in PHASES:
         out[k] = sum(r.get(k, 0.0) for r in timed) / len(timed)
@@ -84,7 +83,7 @@ def main() -> None:
     ap.add_argument("--side", choices=["before", "after"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
-        print("RESULT " + json.dumps(run_side(args.suite, args.side, args.steps, args.seed)), flush=True)
+        report(run_side(args.suite, args.side, args.steps, args.seed))
         return
     from grpo_bench.config import load_suite
     from grpo_bench.provenance import bf16_support, cpu_model
@@ -96,12 +95,7 @@ def main() -> None:
         for side in results:
             cmd = [sys.executable, __file__, "--side", side, "--suite", args.suite, "--steps", str(steps),
                    "--seed", str(seed)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode != 0 or not line:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{side} failed (exit {proc.returncode})")
-            res = json.loads(line[0][7:])
+            res = run_child(cmd, side)
             results[side].append(res)
             print(f"  seed {seed} {side}: {res['samples'] / res['wall_s']:.2f} samples/s "
                   f"(bf16_autocast={res['bf16_autocast']})", flush=True)

@@ -25,19 +25,14 @@ Run: .venv/bin/python benchmarks/perf/step_throughput.py [--steps 3] [--repeats 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
+
+from child import peak_rss_gib, report, run_child
 import time
 
 PROMPTS, G, MAX_NEW, LR = 8, 8, 256, 1e-6
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def dense_reward(prompts, completions, **columns):
@@ -164,7 +159,7 @@ def main() -> None:
     if args.side:
         out = (run_grpo_bench(args.steps, args.engine, args.model, args.random_weights, args.reward, args.benchmark)
                if args.side == "grpo-bench" else run_trl(args.steps, args.benchmark, args.trl_generation))
-        print("RESULT " + json.dumps(out), flush=True)
+        report(out)
         return
     results: dict[str, list[dict]] = {s: [] for s in ("grpo-bench", "trl") if args.only in (None, s)}
     extra = (["--model", args.model] if args.model else []) + (["--random-weights"] if args.random_weights else [])
@@ -173,15 +168,9 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--side", side, "--steps", str(args.steps), "--engine", args.engine,
                    "--reward", args.reward, "--benchmark", args.benchmark, "--trl-generation", args.trl_generation,
                    *extra]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-            if proc.returncode != 0 or not line:
-                if "has no attribute 'weight_loader'" in proc.stderr:
-                    raise SystemExit(f"{side}: TRL's vLLM colocate weight push failed on this backend "
-                                     "('Parameter' object has no attribute 'weight_loader'; see the docstring)")
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{side} failed (exit {proc.returncode})")
-            results[side].append(json.loads(line[0][7:]))
+            results[side].append(run_child(cmd, side, {"has no attribute 'weight_loader'": (
+                "TRL's vLLM colocate weight push failed on this backend "
+                "('Parameter' object has no attribute 'weight_loader'; see the docstring)")}))
             res = results[side][-1]
             split = (f" (generation {res['gen_s']:.1f} s, training {res['train_s']:.1f} s)" if "gen_s" in res else "")
             print(f"  round {r + 1} {side}: {res['samples'] / res['wall_s']:.2f} samples/s{split}", flush=True)
