@@ -35,6 +35,10 @@ class RunSpec:
     def finished(self, out: Path) -> bool:
         return (self.run_dir(out) / "summary.json").exists()
 
+    def summary(self, out: Path) -> dict:
+        """The finished run's summary.json."""
+        return json.loads((self.run_dir(out) / "summary.json").read_text())
+
 
 @dataclass
 class Plan:
@@ -102,7 +106,7 @@ def check_finished(plan: Plan) -> None:
     for spec in plan.runs:
         if spec.variant is None or not spec.finished(plan.out):
             continue
-        recorded = json.loads((spec.run_dir(plan.out) / "summary.json").read_text()).get("config", {})
+        recorded = spec.summary(plan.out).get("config", {})
         old = next((v for v in recorded.get("variants", []) if v.get("name") == spec.variant), None)
         new = asdict(plan.suite.variant(spec.variant))
         if old is not None and json.loads(json.dumps(old, default=str)) != json.loads(json.dumps(new, default=str)):
@@ -182,7 +186,7 @@ def _time_estimate(plan: Plan, pending: list[RunSpec]) -> str:
     for spec in plan.runs:
         if spec.variant is None or not spec.finished(plan.out):
             continue
-        summary = json.loads((spec.run_dir(plan.out) / "summary.json").read_text())
+        summary = spec.summary(plan.out)
         if isinstance(summary.get("run_wall_s"), (int, float)):
             walls.append(summary["run_wall_s"])
             hw = summary.get("provenance", {}).get("hardware", {})
