@@ -61,35 +61,36 @@ def _kl_panel(ax, rows, colors, key, exact_key, band, legend: bool, ylabel: str)
         ax.legend(fontsize=6.5)
 
 
-def cosine_vs_kl(rows: list[dict], path: Path, band: dict | None) -> Path:
-    rows = [r for r in rows if r["sweep"] == "kl"]
+COS_K = ("cos_k", "exact_cos_k", "cos(E[u], ∇J(θ_k))")
+COS_OLD = ("cos_old", "exact_cos_old", "cos(E[u], ∇J(θ_old))")
+REL_BIAS_K = ("rel_bias_k", "exact_rel_bias_k", "relative bias to ∇J(θ_k)")
+
+
+def _kl_grid(rows: list[dict], sweep: str, panels: tuple, panel_size: tuple[float, float], title, path: Path,
+             band: dict | None) -> Path:
+    """One row of ``panels`` (metric, exact metric, label) per advantage mode, for one sweep's rows;
+    ``title(label, mode)`` names each panel."""
+    rows = [r for r in rows if r["sweep"] == sweep]
     colors = _colors(rows)
     modes = list(dict.fromkeys(r["advantage"] for r in rows))
-    fig = Figure(figsize=(15, 4.6 * len(modes)), layout="constrained")
-    axes = fig.subplots(len(modes), 3, squeeze=False)
+    fig = Figure(figsize=(panel_size[0] * len(panels), panel_size[1] * len(modes)), layout="constrained")
+    axes = fig.subplots(len(modes), len(panels), squeeze=False)
     for i, mode in enumerate(modes):
         mr = [r for r in rows if r["advantage"] == mode]
-        for j, (key, ex, title) in enumerate((("cos_k", "exact_cos_k", "cos(E[u], ∇J(θ_k))"),
-                                               ("cos_old", "exact_cos_old", "cos(E[u], ∇J(θ_old))"),
-                                               ("rel_bias_k", "exact_rel_bias_k", "relative bias to ∇J(θ_k)"))):
-            _kl_panel(axes[i][j], mr, colors, key, ex, band, legend=j == 0, ylabel=title)
-            axes[i][j].set_title(f"{title}, advantages: {mode}", fontsize=10)
+        for j, (key, ex, label) in enumerate(panels):
+            _kl_panel(axes[i][j], mr, colors, key, ex, band, legend=j == 0, ylabel=label)
+            axes[i][j].set_title(title(label, mode), fontsize=10)
     return save_figure(fig, path)
+
+
+def cosine_vs_kl(rows: list[dict], path: Path, band: dict | None) -> Path:
+    return _kl_grid(rows, "kl", (COS_K, COS_OLD, REL_BIAS_K), (5, 4.6),
+                    lambda label, mode: f"{label}, advantages: {mode}", path, band)
 
 
 def cosine_vs_kl_optsteps(rows: list[dict], path: Path, band: dict | None) -> Path:
-    rows = [r for r in rows if r["sweep"] == "opt_steps"]
-    colors = _colors(rows)
-    modes = list(dict.fromkeys(r["advantage"] for r in rows))
-    fig = Figure(figsize=(11, 4.4 * len(modes)), layout="constrained")
-    axes = fig.subplots(len(modes), 2, squeeze=False)
-    for i, mode in enumerate(modes):
-        mr = [r for r in rows if r["advantage"] == mode]
-        for j, (key, ex, title) in enumerate((("cos_k", "exact_cos_k", "cos(E[u], ∇J(θ_k))"),
-                                               ("cos_old", "exact_cos_old", "cos(E[u], ∇J(θ_old))"))):
-            _kl_panel(axes[i][j], mr, colors, key, ex, band, legend=j == 0, ylabel=title)
-            axes[i][j].set_title(f"θ_k = k Adam steps of the variant; advantages: {mode}", fontsize=10)
-    return save_figure(fig, path)
+    return _kl_grid(rows, "opt_steps", (COS_K, COS_OLD), (5.5, 4.4),
+                    lambda label, mode: f"θ_k = k Adam steps of the variant; advantages: {mode}", path, band)
 
 
 def group_size_length(rows: list[dict], path: Path) -> Path:
