@@ -55,6 +55,16 @@ def bf16_support(device: str = "cpu") -> str | None:
     return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
 
 
+def fused_adamw_support(device: str = "cpu") -> bool:
+    """Whether torch has a fused AdamW kernel for ``device`` (CPU and CUDA since torch 2.4)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return device.split(":")[0] in _get_fused_kernels_supported_devices()
+    except Exception:
+        return False
+
+
 def hardware() -> dict:
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "bf16": bf16_support("cpu")}

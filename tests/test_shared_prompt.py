@@ -59,3 +59,25 @@ def test_shared_prompt_runs_each_prompt_once(model_and_batch):
     assert [len(mb.shared.input_ids) for mb in shared] == [1, 1, 1]  # one group per micro-batch of 4
     assert sum(mb.num_tokens for mb in shared) == (9 + 5 + 12) + sum(map(len, completions))
     assert full == 4 * (9 + 5 + 12) + sum(map(len, completions))
+
+
+def test_token_budget_cuts_micro_batches():
+    """Worked by hand. Full rows (prompt width 3, completions 1..4 tokens, sorted by length), budget 12:
+    [r0, r1] is 2 x (3 + 2) = 10; adding r2 makes 3 x 6 = 18, so r2 starts anew (6); r2 + r3 = 2 x 7 = 14 > 12."""
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8, 9], [1, 1, 1]]
+    completions = [[5], [5, 5], [5, 5, 5], [5, 5, 5, 5]]
+    cut = lambda **kw: [mb.indices for mb in make_micro_batches(prompts, completions, pad_id=0, **kw)]
+    assert cut(micro_batch_size=8, max_tokens=12) == [[0, 1], [2], [3]]
+    assert cut(micro_batch_size=8) == [[0, 1, 2, 3]]
+    assert cut(micro_batch_size=8, max_tokens=2) == [[0], [1], [2], [3]]  # a row over budget still runs alone
+    assert cut(micro_batch_size=1, max_tokens=100) == [[0], [1], [2], [3]]
+    # shared prompt: rows 0-3 continue prompt A (5 tokens), rows 4-5 prompt B (2 tokens); order A by
+    # completion length (r3, r0, r1, r2), then B (r5, r4). Budget 14: A + 3 rows of <= 2 tokens = 5 + 6 = 11;
+    # adding r2 (3 tokens): 5 + 4 x 3 = 17. [r2] = 8; adding r5 brings prompt B: 2 x 5 + 2 x 3 = 16.
+    # [r5, r4] = 2 + 2 x 4 = 10.
+    a, b = [9, 9, 9, 9, 9], [8, 8]
+    prompts = [a, a, a, a, b, b]
+    completions = [[1, 1], [1, 1], [1, 1, 1], [1], [1, 1, 1, 1], [1]]
+    mbs = make_micro_batches(prompts, completions, 8, 0, None, True, 14)
+    assert [mb.indices for mb in mbs] == [[3, 0, 1], [2], [5, 4]]
+    assert [mb.num_tokens for mb in mbs] == [5 + 5, 5 + 3, 2 + 5]  # real tokens: each prompt once

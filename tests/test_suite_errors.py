@@ -43,6 +43,8 @@ CASES = [
      "suite.positive_control"),
     ("bf16 not a choice", GOOD.replace("steps = 1", 'steps = 1\nbf16_autocast = "maybe"'), "train.bf16_autocast"),
     ("bf16 wrong type", GOOD.replace("steps = 1", 'steps = 1\nbf16_autocast = 1'), "train.bf16_autocast: expected bool or string"),
+    ("fused not a choice", GOOD.replace("steps = 1", 'steps = 1\nadamw_fused = "yes"'), "train.adamw_fused"),
+    ("negative token budget", GOOD.replace("steps = 1", "steps = 1\nmicro_batch_tokens = -1"), "train.micro_batch_tokens: must be >= 0"),
     ("margin out of range", GOOD.replace('engine = "hf"', 'engine = "hf"\nequivalence_margin = 3.0'),
      "suite.equivalence_margin"),
 ]
@@ -162,3 +164,17 @@ def test_bf16_auto_resolves_from_the_cpu_flags(tmp_path, monkeypatch):
         assert load_suite(path, default_registry()).train.bf16_autocast is expected
     path.write_text(GOOD.replace("steps = 1", "steps = 1\nbf16_autocast = false"))
     assert load_suite(path, default_registry()).train.bf16_autocast is False
+
+
+def test_adamw_fused_auto_resolves_from_torch(tmp_path, monkeypatch):
+    from grpo_bench import provenance
+    from grpo_bench.config import load_suite
+    from grpo_bench.registry import default_registry
+
+    path = tmp_path / "auto.toml"
+    path.write_text(GOOD.replace('engine = "hf"', 'engine = "hf"\ndevice = "cpu"'))
+    assert load_suite(path, default_registry()).train.adamw_fused is provenance.fused_adamw_support("cpu")
+    monkeypatch.setattr(provenance, "fused_adamw_support", lambda device: False)
+    assert load_suite(path, default_registry()).train.adamw_fused is False
+    path.write_text(GOOD.replace("steps = 1", "steps = 1\nadamw_fused = true"))
+    assert load_suite(path, default_registry()).train.adamw_fused is True

@@ -224,3 +224,44 @@ def test_bad_trainer_options_are_one_line_errors(tmp_path, capsys, line, match):
     assert main(["run", str(suite), "--results-dir", str(tmp_path / "r")]) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adamw_first_step_matches_the_formula(tmp_path, fused):
+    """Both AdamW kernels the trainer can build take the textbook first step: with m = (1 - b1) g and
+    v = (1 - b2) g^2 bias-corrected to g and g^2, p <- p (1 - lr wd) - lr g / (|g| + eps)."""
+    if fused and not torch.utils._foreach_utils._get_fused_kernels_supported_devices().count("cpu"):
+        pytest.skip("this torch has no fused AdamW on CPU")
+    model, tok = load_policy("tiny-random")
+    bench = Arith("arith", (1,))
+    scorer = RewardScorer({"r": reward_fixtures.digit_share})
+    lr, wd = 1e-2, 0.1
+    cfg = TrainConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=4, learning_rate=lr, mu=1,
+                      weight_decay=wd, checkpoint_every=0, bf16_autocast=False, adamw_fused=fused)
+    trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), GRPO(), scorer, bench,
+                      bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
+    scorer.close()
+    assert bool(trainer.optimizer.param_groups[0]["fused"]) is fused
+    params = [p for p in model.parameters() if p.requires_grad]
+    gen = torch.Generator().manual_seed(0)
+    before = [p.detach().clone() for p in params]
+    grads = [torch.randn(p.shape, generator=gen) * 1e-3 for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    trainer.optimizer.step()
+    eps = trainer.optimizer.param_groups[0]["eps"]
+    for p, p0, g in zip(params, before, grads):
+        expected = p0 * (1 - lr * wd) - lr * g / (g.abs() + eps)
+        assert torch.allclose(p.detach(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_token_budget_trains_as_row_micro_batches(tmp_path):
+    """Cutting the batch by a token budget (many small micro-batches here) changes only float rounding:
+    the same loss and gradient norm as one micro-batch per mini-batch, and more micro-batches ran."""
+    algo_a, algo_b = Recorder(), Recorder()
+    _, rows_a, _ = run(algo_a, tmp_path / "rows", mu=1, micro_batch_size=64)
+    _, rows_b, _ = run(algo_b, tmp_path / "tokens", mu=1, micro_batch_size=64, micro_batch_tokens=40)
+    assert len(algo_a.calls) == 1 and len(algo_b.calls) > 2
+    assert rows_a[0]["grad_norm"] > 0
+    assert abs(rows_a[0]["grad_norm"] - rows_b[0]["grad_norm"]) < 1e-5 * rows_a[0]["grad_norm"]
+    assert abs(rows_a[0]["loss"] - rows_b[0]["loss"]) < 1e-6

@@ -33,14 +33,14 @@ from child import peak_rss_gib, report, run_child
 
 #: what the new defaults change, as [train] overrides (the levers measured here)
 AFTER = {"bf16_autocast": "auto", "share_prompt": True}
-PHASES = ("gen_s", "score_s", "train_s", "sync_s")
+PHASES = ("gen_s", "score_s", "train_s", "nograd_fwd_s", "fwd_bwd_s", "optim_s", "sync_s")
 
 
 def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
     import dataclasses
 
     from grpo_bench.config import TrainConfig, load_suite
-    from grpo_bench.config.suite import resolve_bf16
+    from grpo_bench.config.suite import AUTO_SWITCHES, resolve_auto
     from grpo_bench.execute.session import Session
     from grpo_bench.registry import default_registry
     from grpo_bench.training import Trainer
@@ -51,7 +51,8 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
     overrides = {"steps": steps, "checkpoint_every": 0}
     if side == "after":
         overrides |= AFTER
-        overrides["bf16_autocast"] = resolve_bf16(overrides["bf16_autocast"], suite.suite.device, SystemExit)
+        for key in set(AUTO_SWITCHES) & set(overrides):
+            overrides[key] = resolve_auto(key, overrides[key], suite.suite.device, SystemExit)
     cfg = dataclasses.replace(TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__}),
                               **overrides)
     session = Session(suite, registry)

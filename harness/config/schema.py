@@ -31,13 +31,21 @@ class TrainConfig:
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
-    micro_batch_size: int = 8
+    micro_batch_size: int = 8  # rows per forward/backward at most
+    # padded tokens per forward/backward at most (rows x width; shared prompts count once): micro-batches
+    # fill up to both limits, so short completions train in few large matmuls and long ones stay within
+    # memory. 0 = rows only (micro_batch_size). The loss and its normalisers do not depend on the split.
+    micro_batch_tokens: int = 0
     generation_batch_size: int = 64
     checkpoint_every: int = 10
     # forward/backward under torch.autocast(bfloat16); weights and AdamW stay fp32. "auto" (the default)
     # resolves at suite load to true where the device has fast bf16 (CUDA with bf16, or a CPU with
     # amx_bf16 / avx512_bf16), else false; the resolved value is what every run records.
     bf16_autocast: bool | str = "auto"
+    # AdamW's fused kernel (one pass over each parameter's state) instead of the multi-tensor ("foreach")
+    # one: the same update up to rounding. "auto" resolves at suite load to true where torch has the
+    # fused kernel for the device (CPU and CUDA in torch >= 2.4); the resolved value is recorded.
+    adamw_fused: bool | str = "auto"
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True

@@ -211,7 +211,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("suite.engine_options", str(exc)) from None
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
-    train.bf16_autocast = resolve_bf16(train.bf16_autocast, meta.device, err)
+    for key in AUTO_SWITCHES:
+        setattr(train, key, resolve_auto(key, getattr(train, key), meta.device, err))
     check_train(train, err, "train")
     try:
         train.lora = check_lora(train.lora)
@@ -273,8 +274,9 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         except SuiteError as exc:
             raise SuiteError(f"{path}: {exc}") from None
         v.train = {k: getattr(variant_train, k) for k in v.train}
-        if "bf16_autocast" in v.train:
-            v.train["bf16_autocast"] = resolve_bf16(v.train["bf16_autocast"], meta.device, err)
+        for key in AUTO_SWITCHES:
+            if key in v.train:
+                v.train[key] = resolve_auto(key, v.train[key], meta.device, err)
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
     if not 0 < meta.equivalence_margin < 1:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
@@ -286,19 +288,27 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     return suite
 
 
-def resolve_bf16(value: bool | str, device: str, err) -> bool:
-    """``"auto"`` -> whether the run's device has fast bf16 (see :func:`grpo_bench.provenance.bf16_support`)."""
+#: [train] switches that take true, false or "auto" (resolved per device at load, recorded resolved)
+AUTO_SWITCHES = ("bf16_autocast", "adamw_fused")
+
+
+def resolve_auto(key: str, value: bool | str, device: str, err) -> bool:
+    """A ``[train]`` switch whose ``"auto"`` depends on the run's device: ``bf16_autocast`` (fast bf16
+    there, :func:`grpo_bench.provenance.bf16_support`) or ``adamw_fused`` (torch has the fused AdamW kernel
+    for it, :func:`grpo_bench.provenance.fused_adamw_support`)."""
     if isinstance(value, bool):
         return value
     if value != "auto":
-        raise err("train.bf16_autocast", f"expected true, false or \"auto\", got {value!r}")
+        raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
     import torch
 
-    from ..provenance import bf16_support
+    from ..provenance import bf16_support, fused_adamw_support
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return bf16_support(device) is not None
+    if key == "bf16_autocast":
+        return bf16_support(device) is not None
+    return fused_adamw_support(device)
 
 
 def check_train(train: TrainSection, err, where: str) -> None:
@@ -313,6 +323,7 @@ def check_train(train: TrainSection, err, where: str) -> None:
               "generation_batch_size", "reward_workers"), 1, "a count")
     at_least(("group_size",), 2, "advantages are normalised within a group")
     at_least(("checkpoint_every",), 0, "0: only at the end")
+    at_least(("micro_batch_tokens",), 0, "0: rows only")
     for key in ("max_new_tokens", "max_prompt_tokens"):
         if getattr(train, key) > MAX_TOKENS:
             raise err(f"{where}.{key}", f"must be <= {MAX_TOKENS} (longer than any model's context), got {getattr(train, key)}")

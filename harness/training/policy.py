@@ -113,8 +113,11 @@ def build_micro_batch(prompts: list[list[int]], completions: list[list[int]], in
 
 
 def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int,
-                       rows: list[int] | None = None, share_prompt: bool = False) -> list[MicroBatch]:
-    """``rows`` (default: all) in a deterministic order, chunked into micro-batches.
+                       rows: list[int] | None = None, share_prompt: bool = False,
+                       max_tokens: int = 0) -> list[MicroBatch]:
+    """``rows`` (default: all) in a deterministic order, cut into micro-batches of at most
+    ``micro_batch_size`` rows and, when ``max_tokens`` > 0, at most that many padded tokens (a row
+    longer than the budget alone still gets a micro-batch of its own).
 
     Full rows: sorted by total length (little padding). Shared prompt: grouped by prompt (in order
     of first appearance), then by completion length, so a group's rows share micro-batches."""
@@ -128,8 +131,24 @@ def make_micro_batches(prompts, completions, micro_batch_size: int, pad_id: int,
     else:
         order = sorted(rows, key=lambda i: (len(prompts[i]) + len(completions[i]), i))
         build = build_micro_batch
-    return [build(prompts, completions, order[k:k + micro_batch_size], pad_id)
-            for k in range(0, len(order), micro_batch_size)]
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and len(chunks[-1]) < micro_batch_size and (
+                max_tokens <= 0 or padded_tokens(prompts, completions, chunks[-1] + [i], share_prompt) <= max_tokens):
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return [build(prompts, completions, chunk, pad_id) for chunk in chunks]
+
+
+def padded_tokens(prompts, completions, indices: list[int], share_prompt: bool) -> int:
+    """Positions a micro-batch of ``indices`` runs: rows x (prompt width + completion width), or in
+    the shared layout the distinct prompts x their width plus rows x completion width."""
+    width = max(len(prompts[i]) for i in indices)
+    tc = max(1, max(len(completions[i]) for i in indices))
+    if share_prompt:
+        return len({tuple(prompts[i]) for i in indices}) * width + len(indices) * tc
+    return len(indices) * (width + tc)
 
 
 def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, temperature: float = 1.0):

@@ -23,7 +23,7 @@ from ..config.schema import TrainConfig
 from ..engine import RolloutEngine, SamplingConfig
 from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
-from ..provenance import bf16_support
+from ..provenance import bf16_support, fused_adamw_support
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from .policy import completion_logprobs, make_micro_batches
@@ -124,9 +124,12 @@ class Trainer:
         self.order = prompt_order(len(self.problems), seed)
         self.reserve = reserve_order(len(self.problems), seed)
         algorithm.bind(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens)
+        fused = cfg.adamw_fused
+        if fused == "auto":  # a TrainConfig built in Python; suites resolve "auto" at load
+            fused = fused_adamw_support(next(model.parameters()).device.type)
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-            betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+            betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, fused=bool(fused) or None,
         )
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.eval_curve_path = self.run_dir / "eval_curve.jsonl"
@@ -250,11 +253,12 @@ class Trainer:
         mbs, part_mbs = [], []
         for part in parts:
             new = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad,
-                                     [i for i in part if i in trained_set], cfg.share_prompt)
+                                     [i for i in part if i in trained_set], cfg.share_prompt, cfg.micro_batch_tokens)
             part_mbs.append(range(len(mbs), len(mbs) + len(new)))
             mbs += new
         num_trained_mbs = len(mbs)
-        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt)
+        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt,
+                                  cfg.micro_batch_tokens)
         stats, entropy_stats = Stats(), Stats()
         params = [p for p in self.model.parameters() if p.requires_grad]
         reuse = self.algorithm.reuse_gradient
@@ -263,6 +267,7 @@ class Trainer:
         upfront = len(parts) > 1 and not reuse
         old: list[torch.Tensor | None] = [None] * len(mbs)
         ref: list[torch.Tensor | None] = [None] * len(mbs)
+        t_fwd = time.perf_counter()
         with torch.no_grad(), self._autocast():
             for k, mb in enumerate(mbs):
                 if k >= num_trained_mbs or upfront:  # not trained / moved before use: log-probs at theta_old now
@@ -270,6 +275,7 @@ class Trainer:
                     entropy_stats.mean("entropy", ent, mb.completion_mask.to(ent.device))
                 if k < num_trained_mbs and self.ref_model is not None:
                     ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
+        t_nograd = time.perf_counter() - t_fwd
 
         def accumulate_gradient(j: int, first: bool) -> float:
             """One pass of forward + backward over mini-batch j's trained micro-batches. In the first pass
@@ -300,26 +306,41 @@ class Trainer:
                 total += float(loss.detach())
             return total
 
+        timer = {"fwd_bwd": 0.0, "optim": 0.0}
+
+        def timed(key: str, fn, *args):
+            t = time.perf_counter()
+            out = fn(*args)
+            timer[key] += time.perf_counter() - t
+            return out
+
+        def optimizer_step() -> None:
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+            require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
+            self.optimizer.step()
+
         losses, grad_norms = [], []
         if reuse:  # each mini-batch's gradient at theta_old, computed once (before any step), applied mu times
             fixed = []
             for j in range(len(parts)):
-                losses.append(accumulate_gradient(j, first=True))
+                losses.append(timed("fwd_bwd", accumulate_gradient, j, True))
+                t = time.perf_counter()
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
                 require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
                 fixed.append([p.grad.clone() for p in params])
+                timer["optim"] += time.perf_counter() - t
+            t = time.perf_counter()
             for _ in range(cfg.mu):
                 for g_j in fixed:
                     for p, g in zip(params, g_j):
                         p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
                     self.optimizer.step()
+            timer["optim"] += time.perf_counter() - t
         else:
             for inner in range(cfg.mu):
                 for j in range(len(parts)):
-                    losses.append(accumulate_gradient(j, first=inner == 0 and not upfront))
-                    grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-                    require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
-                    self.optimizer.step()
+                    losses.append(timed("fwd_bwd", accumulate_gradient, j, inner == 0 and not upfront))
+                    timed("optim", optimizer_step)
         self.optimizer.zero_grad(set_to_none=True)
         engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
         t_sync = time.perf_counter()
@@ -345,7 +366,11 @@ class Trainer:
             "loss": sum(losses[-len(parts):]) / len(parts),  # mean over the last pass's mini-batches
             "grad_norm": grad_norms[-1],
             "gen_s": ro.gen_s, "score_s": ro.score_s, "train_s": t_train - t_score,
-            "sync_s": t_train - t_sync,  # engine weight sync (included in train_s)
+            # the training phase's parts (all included in train_s): no-grad forward passes (rows that do not
+            # train, reference log-probs, old log-probs computed up front), forward+backward, gradient
+            # clipping + optimizer steps, engine weight sync
+            "nograd_fwd_s": t_nograd, "fwd_bwd_s": timer["fwd_bwd"], "optim_s": timer["optim"],
+            "sync_s": t_train - t_sync,
             "step_s": t_train - t0,
         }
         if cfg.dynamic_sampling != "off":
