@@ -265,3 +265,31 @@ def test_token_budget_trains_as_row_micro_batches(tmp_path):
     assert rows_a[0]["grad_norm"] > 0
     assert abs(rows_a[0]["grad_norm"] - rows_b[0]["grad_norm"]) < 1e-5 * rows_a[0]["grad_norm"]
     assert abs(rows_a[0]["loss"] - rows_b[0]["loss"]) < 1e-6
+
+
+def test_inert_row_stats_off_skips_only_the_statistics_forward(tmp_path, monkeypatch):
+    """Rows whose groups have equal rewards (A = 0 under GRPO) never train; with inert_row_stats = false
+    they also skip the no-grad forward that only fed the entropy statistic. The update is bit-identical,
+    and fewer forward passes ran."""
+    from grpo_bench.training import trainer as trainer_module
+
+    calls = []
+    real = trainer_module.completion_logprobs
+
+    def counting(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "completion_logprobs", counting)
+    out = {}
+    for on in (True, False):
+        calls.clear()
+        delta, rows, _ = run(GRPO(), tmp_path / str(on), reward=reward_fixtures.odd_prompts_only, mu=2,
+                             prompts_per_step=4, inert_row_stats=on)
+        out[on] = (delta, rows[0], calls.count(False), calls.count(True))
+    (d_on, row_on, nograd_on, grad_on), (d_off, row_off, nograd_off, grad_off) = out[True], out[False]
+    assert 0 < row_on["trained_frac"] < 1  # some groups train, some do not
+    assert nograd_on > 0 and nograd_off == 0 and grad_on == grad_off
+    for k in d_on:
+        assert torch.equal(d_on[k], d_off[k]), k
+    assert row_on["loss"] == row_off["loss"] and "entropy" in row_off

@@ -49,6 +49,10 @@ class TrainConfig:
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True
+    # rows that do not train (A = 0 under an algorithm where that is inert, no KL term) skip the backward
+    # passes; with inert_row_stats they still get one no-grad forward so that the step's entropy and
+    # engine-gap statistics cover every sample. false skips it: those statistics then cover trained rows only.
+    inert_row_stats: bool = True
     # the mu passes over the batch: 1 = the whole batch per optimizer step; k > 1 = k shuffled mini-batches,
     # one optimizer step each (mu * k steps per rollout batch), each loss normalised over its mini-batch
     mini_batches: int = 1

@@ -270,7 +270,8 @@ class Trainer:
         t_fwd = time.perf_counter()
         with torch.no_grad(), self._autocast():
             for k, mb in enumerate(mbs):
-                if k >= num_trained_mbs or upfront:  # not trained / moved before use: log-probs at theta_old now
+                # moved before use: log-probs at theta_old now; not trained: only for the statistics
+                if (k < num_trained_mbs and upfront) or (k >= num_trained_mbs and cfg.inert_row_stats):
                     old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
                     entropy_stats.mean("entropy", ent, mb.completion_mask.to(ent.device))
                 if k < num_trained_mbs and self.ref_model is not None:
@@ -470,6 +471,8 @@ def require_finite(x: torch.Tensor, step: int, what: str) -> None:
 def engine_gap(mbs, old, completions, stats: Stats) -> None:
     """|engine log-prob - trainer log-prob| per sampled token (a silent bias when large), if reported."""
     for mb, old_lp in zip(mbs, old):
+        if old_lp is None:  # rows that did not train, with inert_row_stats off
+            continue
         for r, i in enumerate(mb.indices):
             lps = completions[i].logprobs
             if lps:
