@@ -1,25 +1,29 @@
-"""Steps per CPU-hour: a committed suite's training config with its own settings vs the new defaults.
+"""Steps per CPU-hour: a committed suite's training config with its own settings vs the speed settings.
 
-Both sides train the same suite's ``[train]`` configuration (default: the published
+Every side trains the same suite's ``[train]`` configuration (default: the published
 ``benchmarks/arith-paper-variants.toml``: SmolLM2-135M-Instruct, vLLM engine, 4 prompts x G = 8,
-48 new tokens, mu = 2, ``grpo``) for ``--steps`` steps (default: the suite's own
-``steps``, so each run is a whole training run), each run in a fresh subprocess (model load and engine
-start-up are not timed; the first step is a warm-up and is not timed). The repeats are the seeds
-(``--seeds``, default 0 1 2): for each seed the two sides run one after the other.
+48 new tokens, mu = 2, ``grpo``) for ``--steps`` steps (default: the suite's own ``steps``, so each
+run is a whole training run), each run in a fresh subprocess. Model load and engine start-up are
+timed apart (``start-up s``); the first step is a warm-up and is not timed. The repeats are the
+seeds (``--seeds``, default 0 1 2): for each seed the sides run one after the other.
 
-- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false`` and
-  ``share_prompt = false``, as it was published);
-- ``after``: the same suite with the new defaults (``--set`` style overrides listed in ``AFTER``).
+- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false``,
+  ``share_prompt = false`` and ``adamw_fused = false``, as it was published);
+- ``after``: the same suite with the speed settings in ``AFTER`` (docs/algorithms.md, "Speed settings");
+- ``after-compiled``: ``after`` with vLLM's compiled engine (``enforce_eager = false``): faster
+  generation for a longer start-up, so the script prints after how many steps it pays.
 
-Printed: median samples/s, the per-phase split (generate, score, train, of which engine sync) in
-seconds per step, peak RSS, and the ratio after / before; plus the CPU model and its bf16 flags.
-Then the quality check: each seed's train-reward curve on both sides (step 0 samples the same
-weights on both sides, so it matches; later steps differ only through the update), the mean
-train reward over the run per side and seed, and the mean over seeds of after - before with the
-smallest and largest seed's difference. "No worse" reads: that mean is not below 0 by more
-than the seed-to-seed spread.
+Printed: median samples/s, the per-phase split in seconds per step (generate, score, train; and
+inside train: no-grad forward, forward+backward, clipping + AdamW, engine sync), start-up, peak RSS
+and the ratio to the first side; the CPU model, its bf16 flags and torch's thread count. Then
+the quality check: each seed's train-reward curve on every side (step 0 samples the same weights
+on all sides, so it matches; later steps differ only through the update), the mean train reward
+over the run per side and seed, and the mean over seeds of side - before with the smallest and
+largest seed's difference. "No worse" reads: that mean is not below 0 by more than the
+seed-to-seed spread.
 
 Run: .venv/bin/python benchmarks/perf/defaults_throughput.py [--suite S] [--steps N] [--seeds 0 1 2]
+     [--sides before after after-compiled]
 """
 
 from __future__ import annotations
@@ -28,16 +32,23 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 
 from child import peak_rss_gib, report, run_child
 
-#: what the new defaults change, as [train] overrides (the levers measured here)
-AFTER = {"bf16_autocast": "auto", "share_prompt": True}
+#: the speed settings, as [train] overrides (the levers measured here; docs/algorithms.md "Speed settings")
+AFTER = {"bf16_autocast": "auto", "share_prompt": True, "adamw_fused": "auto", "micro_batch_size": 64,
+         "micro_batch_tokens": 4096, "inert_row_stats": False}
+#: the third side: AFTER with vLLM's compiled (torch.compile) engine instead of eager mode
+COMPILED = {"enforce_eager": False}
+SIDES = ("before", "after", "after-compiled")
 PHASES = ("gen_s", "score_s", "train_s", "nograd_fwd_s", "fwd_bwd_s", "optim_s", "sync_s")
 
 
 def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
     import dataclasses
+
+    import torch
 
     from grpo_bench.config import TrainConfig, load_suite
     from grpo_bench.config.suite import AUTO_SWITCHES, resolve_auto
@@ -49,13 +60,17 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
     suite = load_suite(suite_path, registry)
     tr = suite.train
     overrides = {"steps": steps, "checkpoint_every": 0}
-    if side == "after":
+    if side.startswith("after"):
         overrides |= AFTER
         for key in set(AUTO_SWITCHES) & set(overrides):
             overrides[key] = resolve_auto(key, overrides[key], suite.suite.device, SystemExit)
     cfg = dataclasses.replace(TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__}),
                               **overrides)
+    if side == "after-compiled":
+        suite.suite.engine_options = dict(suite.suite.engine_options) | COMPILED
+    t0 = time.perf_counter()
     session = Session(suite, registry)
+    startup_s = time.perf_counter() - t0
     try:
         variant = suite.variants[0]
         algo = registry.get("algorithms", variant.algorithm)(**dict(variant.options))
@@ -68,8 +83,8 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
         session.close()
     timed = rows[1:] if len(rows) > 1 else rows
     out = {"steps": len(timed), "samples": sum(r["samples"] for r in timed), "wall_s": sum(r["step_s"] for r in timed),
-           "bf16_autocast": cfg.bf16_autocast, "peak_rss_gib": peak_rss_gib(),
-           "reward_curve": [r["reward_mean"] for r in rows]}
+           "bf16_autocast": cfg.bf16_autocast, "peak_rss_gib": peak_rss_gib(), "startup_s": startup_s,
+           "reward_curve": [r["reward_mean"] for r in rows], "threads": torch.get_num_threads()}
     for k in PHASES:
         out[k] = sum(r.get(k, 0.0) for r in timed) / len(timed)
     return out
@@ -80,8 +95,9 @@ def main() -> None:
     ap.add_argument("--suite", default="benchmarks/arith-paper-variants.toml")
     ap.add_argument("--steps", type=int, help="steps per run (default: the suite's steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per side per seed")
+    ap.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="the first is the baseline")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--side", choices=["before", "after"], help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
         report(run_side(args.suite, args.side, args.steps, args.seed))
@@ -91,7 +107,7 @@ def main() -> None:
     from grpo_bench.registry import default_registry
 
     steps = args.steps or load_suite(args.suite, default_registry()).train.steps
-    results: dict[str, list[dict]] = {"before": [], "after": []}
+    results: dict[str, list[dict]] = {side: [] for side in args.sides}
     for seed in args.seeds:
         for side in results:
             cmd = [sys.executable, __file__, "--side", side, "--suite", args.suite, "--steps", str(steps),
@@ -99,44 +115,58 @@ def main() -> None:
             res = run_child(cmd, side)
             results[side].append(res)
             print(f"  seed {seed} {side}: {res['samples'] / res['wall_s']:.2f} samples/s "
-                  f"(bf16_autocast={res['bf16_autocast']})", flush=True)
-    print(f"\nCPU: {cpu_model()} (bf16: {bf16_support('cpu') or 'none'}); suite {args.suite}; "
-          f"{steps} steps per run, first untimed; median of {len(args.seeds)} runs per side (seeds "
-          f"{' '.join(map(str, args.seeds))})")
-    print(f"after = before + {AFTER}\n")
-    print("| settings | samples/s | generate s/step | score s/step | train s/step | (sync s/step) | peak RSS GiB |")
-    print("|---|---|---|---|---|---|---|")
-    med = {}
+                  f"(bf16_autocast={res['bf16_autocast']}, start-up {res['startup_s']:.0f} s)", flush=True)
+    print(f"\nCPU: {cpu_model()} (bf16: {bf16_support('cpu') or 'none'}); torch threads: "
+          f"{results[args.sides[0]][0].get('threads')}; suite {args.suite}; {steps} steps per run, first untimed; "
+          f"median of {len(args.seeds)} runs per side (seeds {' '.join(map(str, args.seeds))})")
+    print(f"after = before + {AFTER}; after-compiled = after + engine_options {COMPILED}\n")
+    print("| settings | samples/s | ratio | generate s/step | score | train | (no-grad fwd | fwd+bwd | "
+          "clip+AdamW | sync) | start-up s | peak RSS GiB |")
+    print("|---" * 12 + "|")
+    med, base = {}, args.sides[0]
     for side, runs in results.items():
-        sps = [x["samples"] / x["wall_s"] for x in runs]
-        med[side] = statistics.median(sps)
+        med[side] = statistics.median(x["samples"] / x["wall_s"] for x in runs)
         ph = [statistics.median(x[k] for x in runs) for k in PHASES]
-        print(f"| {side} | {med[side]:.2f} | {ph[0]:.2f} | {ph[1]:.2f} | {ph[2]:.2f} | {ph[3]:.2f} | "
-              f"{max(x['peak_rss_gib'] for x in runs):.1f} |")
-    print(f"\nratio after / before (samples/s): {med['after'] / med['before']:.2f}x")
+        print(f"| {side} | {med[side]:.2f} | {med[side] / med[base]:.2f}x | " + " | ".join(f"{v:.2f}" for v in ph)
+              + f" | {statistics.median(x['startup_s'] for x in runs):.0f} | {max(x['peak_rss_gib'] for x in runs):.1f} |")
+    sides = list(results)
+    for side in sides[1:]:
+        s_base = statistics.median(x["wall_s"] / x["steps"] for x in results[base])
+        s_side = statistics.median(x["wall_s"] / x["steps"] for x in results[side])
+        extra = statistics.median(x["startup_s"] for x in results[side]) - statistics.median(x["startup_s"] for x in results[base])
+        gain = s_base - s_side
+        even = f"pays for its extra start-up ({extra:+.0f} s) after {extra / gain:.0f} steps" if extra > 0 and gain > 0 else \
+            f"start-up {extra:+.0f} s"
+        print(f"{side}: {gain:.2f} s/step saved vs {base}; {even}")
     print_curves(args.seeds, results)
 
 
 def print_curves(seeds: list[int], results: dict[str, list[dict]]) -> None:
     """Train reward per step for each seed and side, then the per-seed means and their differences."""
+    sides = list(results)
     curves = {side: [x["reward_curve"] for x in runs] for side, runs in results.items()}
     n = min(len(c) for runs in curves.values() for c in runs)
-    heads = [f"seed {s} {side}" for s in seeds for side in ("before", "after")]
+    heads = [f"seed {s} {side}" for s in seeds for side in sides]
     print("\ntrain reward (mean over the step's samples)\n")
     print("| step | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
     for t in range(n):
-        cells = [f"{curves[side][i][t]:.3f}" for i in range(len(seeds)) for side in ("before", "after")]
+        cells = [f"{curves[side][i][t]:.3f}" for i in range(len(seeds)) for side in sides]
         print(f"| {t} | " + " | ".join(cells) + " |")
-    diffs = []
-    print("\n| seed | before: mean train reward | after: mean train reward | after - before |")
-    print("|---|---|---|---|")
+    base = sides[0]
+    print("\n| seed | " + " | ".join(f"{side}: mean train reward" for side in sides) + " | "
+          + " | ".join(f"{side} - {base}" for side in sides[1:]) + " |")
+    print("|---" * (2 * len(sides)) + "|")
+    diffs: dict[str, list[float]] = {side: [] for side in sides[1:]}
     for i, s in enumerate(seeds):
-        b, a = (statistics.fmean(curves[side][i][:n]) for side in ("before", "after"))
-        diffs.append(a - b)
-        print(f"| {s} | {b:.3f} | {a:.3f} | {a - b:+.3f} |")
-    print(f"\nmean after - before over {len(seeds)} seeds: {statistics.fmean(diffs):+.3f} "
-          f"(per seed {min(diffs):+.3f} to {max(diffs):+.3f})")
+        means = {side: statistics.fmean(curves[side][i][:n]) for side in sides}
+        for side in sides[1:]:
+            diffs[side].append(means[side] - means[base])
+        print(f"| {s} | " + " | ".join(f"{means[side]:.3f}" for side in sides) + " | "
+              + " | ".join(f"{means[side] - means[base]:+.3f}" for side in sides[1:]) + " |")
+    for side, d in diffs.items():
+        print(f"mean {side} - {base} over {len(seeds)} seeds: {statistics.fmean(d):+.3f} "
+              f"(per seed {min(d):+.3f} to {max(d):+.3f})")
 
 
 if __name__ == "__main__":
