@@ -71,3 +71,22 @@ def test_every_variant_gets_the_same_prompts_budget_and_eval_problems(tmp_path):
         assert len(set(map(tuple, ids.values()))) == 1 and len(next(iter(ids.values()))) == 3, ids
         summaries = {r.label: json.loads((r.path / "eval" / f"{bench}.json").read_text())["n"] for r in runs}
         assert set(summaries.values()) == {3}
+
+
+def test_runs_recorded_before_a_key_existed_compare_at_its_legacy_value(tmp_path):
+    """A published run has no train.adamw_fused (it predates the key; it used the foreach kernel). A new
+    run of the same suite, which pins adamw_fused = false, shares its table; one with true does not."""
+    import pytest
+    from grpo_bench.errors import UserError
+    from grpo_bench.report.runs import Run
+
+    def run(variant, seed, **train):
+        cfg = {"suite": {"name": "s", "seeds": [seed]}, "train": {"mu": 2, **train}, "variants": []}
+        return Run(tmp_path / variant / f"seed{seed}", {"variant": variant, "seed": seed, "config": cfg})
+
+    old = run("grpo", 0)
+    check_comparable([old, run("grpo", 1, adamw_fused=False, micro_batch_tokens=0, inert_row_stats=True)], tmp_path)
+    with pytest.raises(UserError, match="train.adamw_fused"):
+        check_comparable([old, run("grpo", 1, adamw_fused=True)], tmp_path)
+    with pytest.raises(UserError, match="train.mu"):  # any other key still has to match
+        check_comparable([old, run("grpo", 1, mu=3)], tmp_path)

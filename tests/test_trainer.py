@@ -62,6 +62,10 @@ def test_metrics_rows_have_the_documented_fields(tmp_path):
                 "ratio_token_max", "ratio_traj_mean", "log_ratio_traj_max", "entropy", "elapsed_s", "grad_norm"):
         assert key in rows[0], key
     assert rows[0]["ratio_token_mean"] > 0
+    # the training phase's parts are disjoint slices of train_s
+    parts = [rows[0][k] for k in ("nograd_fwd_s", "fwd_bwd_s", "optim_s", "sync_s")]
+    assert all(p >= 0 for p in parts) and rows[0]["fwd_bwd_s"] > 0 and rows[0]["optim_s"] > 0
+    assert sum(parts) <= rows[0]["train_s"]
     # the k3 estimate of KL(pi_old || pi_theta) at inner step 1: k3 >= 0 per token, > 0 once the policy moved,
     # and the per-completion sum is at least the per-token mean (every trained completion has >= 1 token)
     assert rows[0]["kl_old_k3_token"] > 0
