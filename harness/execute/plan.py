@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config.schema import Suite
-from ..config.suite import config_hash
+from ..config.suite import config_hash, without_legacy_values
 from ..errors import UserError
 from ..provenance import provenance
 from ..registry import Registry
@@ -59,8 +59,8 @@ def shared_config(resolved: dict) -> dict:
     shared.pop("variants", None)
     for key in ("seeds", "resources"):
         shared.get("suite", {}).pop(key, None)
-    if not shared.get("train", {}).get("lora", True):  # off: as in folders written before the option existed
-        shared["train"].pop("lora")
+    if "train" in shared:  # keys at the value that reproduces folders written before they existed
+        shared["train"] = without_legacy_values(shared["train"])
     return shared
 
 

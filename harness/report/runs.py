@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
+from ..config.suite import without_legacy_values
 from ..errors import UserError
 from ..io import read_jsonl
 
@@ -17,12 +18,6 @@ DEFAULT_MARGIN = 0.03  # equivalence margin (3 points) unless the suite sets [su
 DEFAULT_TARGET = 0.5  # train accuracy for "steps to target"
 WINDOW = 3  # trailing moving average of train accuracy, in steps
 IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources")  # what may differ between runs of one leaderboard
-#: keys added to the config after runs were published, with the value that reproduces those runs: a run
-#: recorded without the key compares as if it had this value (so a published suite, which pins these
-#: values, can grow with runs of newer code). Keys that change the computation only in float rounding
-#: or only in a logged statistic are listed; anything else must be recorded to be compared.
-LEGACY_VALUES = {"train.share_prompt": False, "train.adamw_fused": False, "train.micro_batch_tokens": 0,
-                 "train.inert_row_stats": True}
 
 
 @dataclass
@@ -98,7 +93,7 @@ def flatten(obj, prefix: str = "") -> dict:
 
 def comparable(config: dict) -> dict:
     """The config as dotted keys, without the keys that may differ (variants, seeds)."""
-    flat = LEGACY_VALUES | flatten(config)
+    flat = flatten({**config, "train": without_legacy_values(config.get("train", {}))})
     return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") or k.startswith(i + "[")
                                                     for i in IGNORED_KEYS)}
 
