@@ -113,3 +113,29 @@ def test_console_shows_people_lines_not_library_bars(tmp_path):
     for chatter in ("Processed prompts", "Rendering prompts", "Writing model shards", "Loading weights"):
         assert chatter not in console, chatter
     assert "vllm" in (tmp_path / "tiny" / "grpo-bench.log").read_text().lower()
+
+
+@pytest.mark.slow
+def test_compiled_engine_follows_a_weight_push():
+    """With ``enforce_eager = false`` vLLM runs torch.compile'd graphs; a weight push must still reach
+    them (graphs that had captured the weights as constants would keep sampling from the old policy)."""
+    model, tok = load_policy("tiny-random")
+    engine = VLLMEngine(model, tok, eos_ids(model, tok), dtype="float32", enforce_eager=False)
+    try:
+        prompt = tok("What is 1 + 2?", add_special_tokens=False)["input_ids"]
+        greedy = SamplingConfig(12, 0.0, 1, 0)
+        first = engine.generate([prompt], greedy)[0][0].token_ids
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(1)
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+        engine.sync_weights(model)
+        fixed = engine.generate([prompt], SamplingConfig(12, 1.0, 3, 5))[0]
+        ours = trainer_logprobs(model, tok, [prompt] * 3, [c.token_ids for c in fixed])
+        for c, lp in zip(fixed, ours):
+            assert torch.allclose(torch.tensor(c.logprobs), lp, atol=TOLERANCE)
+        hf = HFEngine(model, tok, eos_ids(model, tok)).generate([prompt], greedy)[0][0].token_ids
+        after = engine.generate([prompt], greedy)[0][0].token_ids
+        assert after == hf and after != first
+    finally:
+        engine.close()
