@@ -89,7 +89,9 @@ def versions() -> dict:
 
 
 def provenance() -> dict:
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # results/ is left out: resuming a published suite rewrites its own log and suite.json there, which
+    # says nothing about the code that trains
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results")
     return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
