@@ -315,9 +315,12 @@ class Trainer:
             timer[key] += time.perf_counter() - t
             return out
 
-        def optimizer_step() -> None:
+        def clip_gradient() -> None:
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
             require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
+
+        def optimizer_step() -> None:
+            clip_gradient()
             self.optimizer.step()
 
         losses, grad_norms = [], []
@@ -325,11 +328,8 @@ class Trainer:
             fixed = []
             for j in range(len(parts)):
                 losses.append(timed("fwd_bwd", accumulate_gradient, j, True))
-                t = time.perf_counter()
-                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-                require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
+                timed("optim", clip_gradient)
                 fixed.append([p.grad.clone() for p in params])
-                timer["optim"] += time.perf_counter() - t
             t = time.perf_counter()
             for _ in range(cfg.mu):
                 for g_j in fixed:
