@@ -25,7 +25,7 @@ def one_step(algo, tmp_path, mu=1, steps=1, lr=1e-2, **cfg_overrides):
     scorer = RewardScorer({"digits": reward_fixtures.digit_share})
     cfg = TrainConfig(steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=10, learning_rate=lr, mu=mu,
                       micro_batch_size=3, checkpoint_every=0,
-                      **({"bf16_autocast": False} | cfg_overrides))  # fp32 unless a test asks
+                      **({"bf16_autocast": False, "bf16_weights": False} | cfg_overrides))  # fp32 unless a test asks
     trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), algo, scorer, bench,
                       bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
     try:

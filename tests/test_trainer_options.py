@@ -51,7 +51,7 @@ def run(algo, tmp_path, reward=reward_fixtures.digit_share, steps=1, max_new_tok
     scorer = RewardScorer({"r": reward})
     cfg = TrainConfig(**{**dict(steps=steps, prompts_per_step=2, group_size=4, max_new_tokens=max_new_tokens,
                                 learning_rate=1e-2, mu=1, micro_batch_size=3, checkpoint_every=0,
-                                bf16_autocast=False), **cfg})
+                                bf16_autocast=False, bf16_weights=False), **cfg})
     # tiny-random never samples its EOS; stop_every = k makes every k-th token id a stop token instead
     stops = list(range(0, model.config.vocab_size, stop_every)) if stop_every else eos_ids(model, tok)
     trainer = Trainer(model, tok, HFEngine(model, tok, stops), algo, scorer, bench,
@@ -237,7 +237,8 @@ def test_adamw_first_step_matches_the_formula(tmp_path, fused):
     scorer = RewardScorer({"r": reward_fixtures.digit_share})
     lr, wd = 1e-2, 0.1
     cfg = TrainConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=4, learning_rate=lr, mu=1,
-                      weight_decay=wd, checkpoint_every=0, bf16_autocast=False, adamw_fused=fused)
+                      weight_decay=wd, checkpoint_every=0, bf16_autocast=False, bf16_weights=False,
+                      adamw_fused=fused)
     trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), GRPO(), scorer, bench,
                       bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
     scorer.close()

@@ -45,7 +45,7 @@ def test_engine_follows_the_trainer_after_a_training_step(setup, tmp_path):
     bench = Arith("arith", (1,))
     scorer = RewardScorer({"digits": reward_fixtures.digit_share})
     cfg = TrainConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=10, learning_rate=3e-2, mu=2,
-                      checkpoint_every=0, bf16_autocast=False)  # fp32: exact comparison
+                      checkpoint_every=0, bf16_autocast=False, bf16_weights=False)  # fp32: exact comparison
     before = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         rows = Trainer(model, tok, engine, GRPO(), scorer, bench, bench.problems("train", 20), cfg, 0, tmp_path).train()

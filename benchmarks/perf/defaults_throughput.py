@@ -7,8 +7,10 @@ run is a whole training run), each run in a fresh subprocess. Model load and eng
 timed apart (``start-up s``); the first step is a warm-up and is not timed. The repeats are the
 seeds (``--seeds``, default 0 1 2): for each seed the sides run one after the other.
 
-- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false``,
-  ``share_prompt = false`` and ``adamw_fused = false``, as it was published);
+- ``before``: the suite exactly as committed (it pins ``bf16_autocast = false``, ``share_prompt = false``,
+  ``adamw_fused = false``, ``bf16_weights = false`` and ``attention = "sdpa"``, as it was published);
+- ``after-autocast``: the speed settings of the first measurement: ``AFTER`` with bf16 autocast over
+  fp32 weights and sdpa attention (``AUTOCAST``), to show what the last two levers add;
 - ``after``: the same suite with the speed settings in ``AFTER`` (docs/algorithms.md, "Speed settings");
 - ``after-compiled``: ``after`` with vLLM's compiled engine (``enforce_eager = false``): faster
   generation for a longer start-up, so the script prints after how many steps it pays.
@@ -23,7 +25,7 @@ largest seed's difference. "No worse" reads: that mean is not below 0 by more th
 seed-to-seed spread.
 
 Run: .venv/bin/python benchmarks/perf/defaults_throughput.py [--suite S] [--steps N] [--seeds 0 1 2]
-     [--sides before after after-compiled]
+     [--sides before after-autocast after after-compiled]
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ from child import peak_rss_gib, report, run_child
 
 #: the speed settings, as [train] overrides (the levers measured here; docs/algorithms.md "Speed settings")
 AFTER = {"bf16_autocast": "auto", "share_prompt": True, "adamw_fused": "auto", "micro_batch_size": 64,
-         "micro_batch_tokens": 4096, "inert_row_stats": False}
+         "micro_batch_tokens": 4096, "inert_row_stats": False, "bf16_weights": "auto", "attention": "auto"}
+#: the first measurement's speed settings: AFTER less bf16 working weights and eager attention
+AUTOCAST = {"bf16_weights": False, "attention": "sdpa"}
 #: the third side: AFTER with vLLM's compiled (torch.compile) engine instead of eager mode
 COMPILED = {"enforce_eager": False}
-SIDES = ("before", "after", "after-compiled")
+SIDES = ("before", "after-autocast", "after", "after-compiled")
 PHASES = ("gen_s", "score_s", "train_s", "nograd_fwd_s", "fwd_bwd_s", "optim_s", "sync_s")
 
 
@@ -61,7 +65,7 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
     tr = suite.train
     overrides = {"steps": steps, "checkpoint_every": 0}
     if side.startswith("after"):
-        overrides |= AFTER
+        overrides |= AFTER | (AUTOCAST if side == "after-autocast" else {})
         for key in set(AUTO_SWITCHES) & set(overrides):
             overrides[key] = resolve_auto(key, overrides[key], suite.suite.device, SystemExit)
     cfg = dataclasses.replace(TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__}),
@@ -95,7 +99,8 @@ def main() -> None:
     ap.add_argument("--suite", default="benchmarks/arith-paper-variants.toml")
     ap.add_argument("--steps", type=int, help="steps per run (default: the suite's steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per side per seed")
-    ap.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="the first is the baseline")
+    ap.add_argument("--sides", nargs="+", choices=SIDES, default=["before", "after-autocast", "after"],
+                    help="the first is the baseline (after-compiled: add it to see the compiled engine)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -119,7 +124,8 @@ def main() -> None:
     print(f"\nCPU: {cpu_model()} (bf16: {bf16_support('cpu') or 'none'}); torch threads: "
           f"{results[args.sides[0]][0].get('threads')}; suite {args.suite}; {steps} steps per run, first untimed; "
           f"median of {len(args.seeds)} runs per side (seeds {' '.join(map(str, args.seeds))})")
-    print(f"after = before + {AFTER}; after-compiled = after + engine_options {COMPILED}\n")
+    print(f"after = before + {AFTER}; after-autocast = after + {AUTOCAST}; "
+          f"after-compiled = after + engine_options {COMPILED}\n")
     print("| settings | samples/s | ratio | generate s/step | score | train | (no-grad fwd | fwd+bwd | "
           "clip+AdamW | sync) | start-up s | peak RSS GiB |")
     print("|---" * 12 + "|")

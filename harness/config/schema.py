@@ -46,6 +46,14 @@ class TrainConfig:
     # one: the same update up to rounding. "auto" resolves at suite load to true where torch has the
     # fused kernel for the device (CPU and CUDA in torch >= 2.4); the resolved value is recorded.
     adamw_fused: bool | str = "auto"
+    # the policy's parameters held in bf16 while it trains, AdamW updating fp32 master weights
+    # (training/precision.py): no per-op weight casts and half the memory traffic of autocast, while the
+    # gradient sums, clipping and AdamW stay fp32. "auto" resolves at suite load like bf16_autocast.
+    bf16_weights: bool | str = "auto"
+    # the training policy's attention kernel: "sdpa" (torch's scaled_dot_product_attention), "eager"
+    # (matmul + softmax) or "auto", resolved at suite load: "eager" on CPU, where torch's flash-attention
+    # backward is slow on short rows, else "sdpa". The same function up to rounding; recorded resolved.
+    attention: str = "auto"
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True

@@ -42,7 +42,7 @@ class SuiteError(UserError):
 #: before the key existed matches a new run of the same suite (published suites pin these values) and a
 #: published folder can grow with runs of newer code; at any other value the key counts as usual.
 LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch_tokens": 0,
-                       "inert_row_stats": True, "lora": {}}
+                       "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa"}
 
 
 def without_legacy_values(train: dict) -> dict:
@@ -302,17 +302,25 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     return suite
 
 
-#: [train] switches that take true, false or "auto" (resolved per device at load, recorded resolved)
-AUTO_SWITCHES = ("bf16_autocast", "adamw_fused")
+#: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
+AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention")
+#: the attention kernels ``[train] attention`` takes besides "auto"
+ATTENTION_CHOICES = ("sdpa", "eager")
 
 
-def resolve_auto(key: str, value: bool | str, device: str, err) -> bool:
-    """A ``[train]`` switch whose ``"auto"`` depends on the run's device: ``bf16_autocast`` (fast bf16
-    there, :func:`grpo_bench.provenance.bf16_support`) or ``adamw_fused`` (torch has the fused AdamW kernel
-    for it, :func:`grpo_bench.provenance.fused_adamw_support`)."""
-    if isinstance(value, bool):
+def resolve_auto(key: str, value: bool | str, device: str, err) -> bool | str:
+    """A ``[train]`` setting whose ``"auto"`` depends on the run's device: ``bf16_autocast`` and
+    ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`), ``adamw_fused`` (torch
+    has the fused AdamW kernel for it, :func:`grpo_bench.provenance.fused_adamw_support`), ``attention``
+    ("eager" on CPU, else "sdpa")."""
+    if key == "attention":
+        if value in ATTENTION_CHOICES:
+            return value
+        if value != "auto":
+            raise err(f"train.{key}", f"expected one of {', '.join(ATTENTION_CHOICES)} or \"auto\", got {value!r}")
+    elif isinstance(value, bool):
         return value
-    if value != "auto":
+    elif value != "auto":
         raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
     import torch
 
@@ -320,7 +328,9 @@ def resolve_auto(key: str, value: bool | str, device: str, err) -> bool:
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if key == "bf16_autocast":
+    if key == "attention":
+        return "eager" if device == "cpu" else "sdpa"
+    if key in ("bf16_autocast", "bf16_weights"):
         return bf16_support(device) is not None
     return fused_adamw_support(device)
 

@@ -163,7 +163,7 @@ def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, tempe
             input_ids=mb.input_ids.to(device), attention_mask=mb.attention_mask.to(device),
             position_ids=mb.position_ids.to(device), logits_to_keep=tc + 1, use_cache=False,
         )
-        logits = out.logits[:, :-1].float()  # position W-1+t predicts completion token t
+        logits = out.logits[:, :-1]  # position W-1+t predicts completion token t
     else:
         sp, rows = mb.shared, mb.shared.rows.to(device)
         head = model(input_ids=sp.input_ids.to(device), attention_mask=sp.attention_mask.to(device),
@@ -174,15 +174,50 @@ def completion_logprobs(model, mb: MicroBatch, with_entropy: bool = False, tempe
                      position_ids=mb.position_ids.to(device), past_key_values=cache, use_cache=True,
                      logits_to_keep=tc)
         # the prompt's last position predicts completion token 0; completion position t predicts t+1
-        logits = torch.cat([head.logits[rows], tail.logits[:, :-1]], dim=1).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = mb.targets.to(device)
-    lse = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            entropy = lse - (probs * logits).sum(-1)
-    return logp, entropy
+        logits = torch.cat([head.logits[rows], tail.logits[:, :-1]], dim=1)
+    logp, entropy = TokenLogProbs.apply(logits, mb.targets.to(device), float(temperature), with_entropy)
+    return logp, (entropy if with_entropy else None)
+
+
+class TokenLogProbs(torch.autograd.Function):
+    """log softmax(z / T)[y] over the vocabulary, in float32 whatever the logits' dtype, with its
+    gradient written in one pass (and the entropy of softmax(z / T) when asked, not differentiated).
+
+    With x = z / T, lse = log sum_v exp(x_v) and p = softmax(x):
+
+        logp_t    = x_t[y_t] - lse_t
+        dlogp/dz  = (onehot(y_t) - p_t) / T          so  grad_z = g_t (onehot(y_t) - p_t) / T
+        H_t       = lse_t - sum_v p_tv x_tv
+
+    Autograd through ``logsumexp`` and ``gather`` makes about twice the full-vocabulary passes (and an
+    fp32 copy of the logits kept for the backward); here the backward recomputes p from the saved logits."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, temperature: float, with_entropy: bool):
+        x = logits.to(torch.float32, copy=True)
+        if temperature != 1.0:
+            x.div_(temperature)
+        lse = torch.logsumexp(x, dim=-1)
+        logp = x.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+        entropy = torch.zeros_like(lse)
+        if with_entropy:
+            p = torch.exp(x - lse.unsqueeze(-1))
+            entropy = lse - (p * x).sum(-1)
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature = temperature
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        logits, targets, lse = ctx.saved_tensors
+        t = ctx.temperature
+        x = logits.to(torch.float32, copy=True)  # the saved logits stay as they are
+        if t != 1.0:
+            x.div_(t)
+        # x becomes -g p, then + g at the target: g (onehot(y) - p), then / T
+        x.sub_(lse.unsqueeze(-1)).exp_().mul_(-grad_logp.unsqueeze(-1))
+        x.scatter_add_(-1, targets.unsqueeze(-1), grad_logp.unsqueeze(-1))
+        if t != 1.0:
+            x.div_(t)
+        return x.to(logits.dtype), None, None, None

@@ -20,13 +20,14 @@ from tqdm.auto import tqdm
 from ..algorithm import Algorithm, PolicyBatch, Stats
 from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
 from ..config.schema import TrainConfig
+from ..config.suite import AUTO_SWITCHES, resolve_auto
 from ..engine import RolloutEngine, SamplingConfig
 from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
-from ..provenance import bf16_support, fused_adamw_support
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from .policy import completion_logprobs, make_micro_batches
+from .precision import MasterWeights
 
 
 def prompt_order(num_problems: int, seed: int) -> list[int]:
@@ -124,12 +125,17 @@ class Trainer:
         self.order = prompt_order(len(self.problems), seed)
         self.reserve = reserve_order(len(self.problems), seed)
         algorithm.bind(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens)
-        fused = cfg.adamw_fused
-        if fused == "auto":  # a TrainConfig built in Python; suites resolve "auto" at load
-            fused = fused_adamw_support(next(model.parameters()).device.type)
+        # a TrainConfig built in Python may still say "auto"; suites resolve it at load
+        device = next(model.parameters()).device.type
+        self.settings = {key: resolve_auto(key, getattr(cfg, key), device, _setting_error) for key in AUTO_SWITCHES}
+        # while it trains the model runs in this layout (attention kernel, bf16 working weights over fp32
+        # master weights): from train()'s start (or the first step()) until release_model()
+        self._attention_before = None
+        self.master = MasterWeights(model) if self.settings["bf16_weights"] else None
+        self.params = self.master.master if self.master else [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-            betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, fused=bool(fused) or None,
+            self.params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+            weight_decay=cfg.weight_decay, fused=bool(self.settings["adamw_fused"]) or None,
         )
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.eval_curve_path = self.run_dir / "eval_curve.jsonl"
@@ -142,7 +148,8 @@ class Trainer:
     def save_checkpoint(self, step: int, elapsed: float) -> None:
         tmp = self.run_dir / "checkpoint.tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        model_state = self.master.state_dict(self.model) if self.master else self.model.state_dict()
+        torch.save({"model": model_state, "optimizer": self.optimizer.state_dict(),
                     "step": step, "elapsed_s": elapsed}, tmp / "state.pt")
         replace_dir(tmp, self.ckpt_dir)
 
@@ -157,6 +164,8 @@ class Trainer:
             return 0
         state = torch.load(state_file, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
+        if self.master:  # the fp32 values, not their bf16 rounding in the model
+            self.master.load_state_dict(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.engine.sync_weights(self.model)
         self.start_step = int(state["step"])
@@ -227,6 +236,7 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------------------------
     def step(self, step: int) -> dict:
+        self.take_model()
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
         ro = self.collect(step)
@@ -260,7 +270,7 @@ class Trainer:
         mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt,
                                   cfg.micro_batch_tokens)
         stats, entropy_stats = Stats(), Stats()
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.params  # what AdamW updates: the model's parameters or their fp32 master weights
         reuse = self.algorithm.reuse_gradient
         # the first-pass trick below needs theta = theta_old at each micro-batch's first forward; with
         # several mini-batches and fresh gradients, earlier mini-batches have moved theta: compute old up front
@@ -304,6 +314,8 @@ class Trainer:
                 loss = self.algorithm.loss(batch, stats)
                 require_finite(loss.detach(), step, "loss")
                 loss.backward()
+                if self.master:
+                    self.master.collect_grads()
                 total += float(loss.detach())
             return total
 
@@ -322,6 +334,8 @@ class Trainer:
         def optimizer_step() -> None:
             clip_gradient()
             self.optimizer.step()
+            if self.master:
+                self.master.push()
 
         losses, grad_norms = [], []
         if reuse:  # each mini-batch's gradient at theta_old, computed once (before any step), applied mu times
@@ -336,6 +350,8 @@ class Trainer:
                     for p, g in zip(params, g_j):
                         p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
                     self.optimizer.step()
+                    if self.master:
+                        self.master.push()
             timer["optim"] += time.perf_counter() - t
         else:
             for inner in range(cfg.mu):
@@ -398,13 +414,26 @@ class Trainer:
         return row
 
     def _autocast(self):
-        device = next(self.model.parameters()).device.type
-        enabled = self.cfg.bf16_autocast
-        if enabled == "auto":  # a TrainConfig built in Python; suites resolve "auto" at load
-            enabled = bf16_support(device) is not None
-        if not enabled:
+        if not self.settings["bf16_autocast"]:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=torch.bfloat16)
+
+    def take_model(self) -> None:
+        """Put the model in its training layout (idempotent): the attention kernel, bf16 working weights."""
+        if self._attention_before is None:
+            self._attention_before = self.model.config._attn_implementation
+            self.model.set_attn_implementation(self.settings["attention"])
+        if self.master:
+            self.master.attach()
+
+    def release_model(self) -> None:
+        """The model back as it came: its own dtype (holding the trained values), its attention kernel.
+        ``train()`` calls it at the end, also when the run stops."""
+        if self.master:
+            self.master.restore()
+        if self._attention_before is not None:
+            self.model.set_attn_implementation(self._attention_before)
+            self._attention_before = None
 
     # ---- the loop ---------------------------------------------------------------------------
     def maybe_eval(self, done: int) -> None:
@@ -420,6 +449,13 @@ class Trainer:
             append_jsonl(self.eval_curve_path, dict(r, step=done))
 
     def train(self) -> list[dict]:
+        try:
+            return self._train()
+        finally:
+            self.release_model()
+
+    def _train(self) -> list[dict]:
+        self.take_model()
         start = self.maybe_resume()
         if start == 0:
             self.maybe_eval(0)
@@ -439,6 +475,10 @@ class Trainer:
             if done == self.cfg.steps or (self.cfg.checkpoint_every and done % self.cfg.checkpoint_every == 0):
                 self.save_checkpoint(done, elapsed)
         return read_jsonl(self.metrics_path)
+
+
+def _setting_error(key: str, message: str) -> ValueError:
+    return ValueError(f"{key}: {message}")
 
 
 class TrainingStopped(UserError):
