@@ -93,6 +93,27 @@ def test_weights_are_pushed_in_the_engines_dtype(setup, monkeypatch):
     assert "lm_head.weight" in dict(seen)
 
 
+def test_a_weight_the_state_dict_lacks_is_caught(setup):
+    """The engine starts on placeholder weights and then takes the trainer's state dict; a weight that
+    the state dict does not cover would keep its placeholder. vLLM's in-place reload says so in a
+    warning, which start-up turns into a one-line error: here a push without the final norm."""
+    from grpo_bench.plugins.engines.vllm_engine import _unloaded_weights
+
+    model, _, engine = setup
+    state = {k: v.detach() for k, v in model.state_dict().items() if k != "model.norm.weight"}
+    state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
+    try:
+        with _unloaded_weights() as missing:
+            engine.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(state.items()),
+                                                                "is_checkpoint_format": True})
+        assert len(missing) == 1 and "model.norm.weight" in missing[0]
+        with _unloaded_weights() as missing:
+            engine.sync_weights(model)  # the whole state dict: nothing left out
+        assert missing == []
+    finally:
+        engine.sync_weights(model)
+
+
 def test_console_shows_people_lines_not_library_bars(tmp_path):
     """A CLI run with the vLLM engine (training, a checkpoint, evaluation): the console holds our own
     lines and bars, not vLLM's request bars or transformers' weight-loading / shard-writing bars;

@@ -4,7 +4,8 @@ Start-up (paid once per process): the trainer's model config and tokenizer are s
 named by their content under ``$GRPO_BENCH_CACHE/vllm-engine/`` and vLLM starts from it in-process
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) with placeholder weights (``load_format = "dummy"``); the
 trainer's weights are then pushed as every later update is, so weight updates can be handed over
-as tensors. The folder's name is part of vLLM's compile-cache key, so a fixed name lets the compiled
+as tensors. An engine weight that the trainer's state dict does not cover would keep its
+placeholder: vLLM warns about it, and start-up stops with that line instead. The folder's name is part of vLLM's compile-cache key, so a fixed name lets the compiled
 engine (``enforce_eager = false``) reuse its compiled graphs from the second start on. :meth:`sync_weights` pushes the trainer's state dict
 through the worker's ``reload_weights`` RPC (checkpoint-format names; the tied ``lm_head`` is
 included) and then clears the prefix cache, whose KV entries were computed with the old weights.
@@ -22,7 +23,9 @@ On CUDA machines the same code runs with the ``vllm`` package.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -63,7 +66,11 @@ class VLLMEngine(RolloutEngine):
             self.dtype = self.llm.llm_engine.model_config.dtype
         except AttributeError:
             pass
-        self.sync_weights(model)  # the real weights in place of the placeholders
+        with _unloaded_weights() as missing:  # the real weights in place of the placeholders
+            self.sync_weights(model)
+        if missing:
+            raise UserError(f"engine 'vllm': the model's state dict does not cover these engine weights, which "
+                            f"would keep placeholder values: {missing[0]}")
 
     def generate(self, prompts, sampling: SamplingConfig, progress=None):
         from vllm import SamplingParams
@@ -102,6 +109,24 @@ class VLLMEngine(RolloutEngine):
 
     def close(self) -> None:
         pass  # the engine folder is shared by every engine of the same model and tokenizer
+
+
+@contextlib.contextmanager
+def _unloaded_weights():
+    """Collect vLLM's "weights were not loaded" warnings raised by an in-place reload."""
+    found: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "not loaded" in record.getMessage():
+                found.append(record.getMessage())
+
+    log, handler = logging.getLogger("vllm.model_executor.model_loader.reload.inplace"), Catch(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        yield found
+    finally:
+        log.removeHandler(handler)
 
 
 def _engine_folder(model, tokenizer) -> Path:
