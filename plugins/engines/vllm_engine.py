@@ -5,18 +5,18 @@ named by their content under ``$GRPO_BENCH_CACHE/vllm-engine/`` and vLLM starts 
 (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) with placeholder weights (``load_format = "dummy"``); the
 trainer's weights are then pushed as every later update is, so weight updates can be handed over
 as tensors. An engine weight that the trainer's state dict does not cover would keep its
-placeholder: vLLM warns about it, and start-up stops with that line instead. The folder's name is part of vLLM's compile-cache key, so a fixed name lets the compiled
-engine (``enforce_eager = false``) reuse its compiled graphs from the second start on. :meth:`sync_weights` pushes the trainer's state dict
-through the worker's ``reload_weights`` RPC (checkpoint-format names; the tied ``lm_head`` is
-included) and then clears the prefix cache, whose KV entries were computed with the old weights.
+placeholder: vLLM warns about it, and start-up stops with that line instead. (The folder's path is
+part of vLLM's compile-cache key; a fixed name keeps that key stable for the compiled engine.)
+
+:meth:`sync_weights` pushes the trainer's state dict through the worker's ``reload_weights`` RPC
+(checkpoint-format names; the tied ``lm_head`` is included) and then clears the prefix cache, whose KV entries were computed with the old weights.
 
 The sampled tokens' log-probs come back with each completion (``logprobs_mode =
 "processed_logprobs"``: after temperature), so the trainer can log the engine-vs-trainer gap;
 importance ratios always use the trainer's own log-probs.
 
 Options (suite ``[suite] engine_options``): ``dtype`` ("bfloat16"; "float32" for an exact copy),
-``enforce_eager`` (true: no torch.compile; on a 2-core CPU 7-13 s of start-up instead of 76-81 s
-cold and 57 s with the compiled graphs cached),
+``enforce_eager`` (true: no torch.compile; on a 2-core CPU 7-13 s of start-up instead of 57-81 s),
 ``kv_cache_gib`` (2, CPU only), ``gpu_memory_utilization`` (0.3, CUDA only), ``max_model_len`` (the model's own, at most 4096).
 On CUDA machines the same code runs with the ``vllm`` package.
 """
