@@ -121,6 +121,8 @@ def test_trainer_with_bf16_weights_trains_and_gives_the_model_back(tmp_path):
         assert value.dtype == saved[name].dtype and torch.equal(value, saved[name]), name
     moved = max(float((p - q).detach().abs().max()) for p, q in zip(model.parameters(), base.parameters()))
     assert moved > 1e-3
+    # the working copy followed the masters after each AdamW step: mu = 2's second pass saw moved weights
+    assert rows[0]["kl_old_k3_token"] > 0
     # bf16 arithmetic, the same first step: step 0 samples the same weights, so the loss agrees to bf16 rounding
     assert rows[0]["reward_mean"] == fp32_rows[0]["reward_mean"]
     assert abs(rows[0]["grad_norm"] - fp32_rows[0]["grad_norm"]) < 0.05 * fp32_rows[0]["grad_norm"]

@@ -16,8 +16,9 @@ engine that runs in bf16 receives bf16(m): the numbers it gets from fp32 weights
 
 For an fp32 model the master tensors are the model's own tensors (no extra fp32 copy): its
 parameters get new bf16 data while training runs, and :meth:`MasterWeights.restore` gives them back,
-holding the trained values (a model loaded in bf16 gets fp32 masters and is rounded back). Frozen parameters (LoRA's base weights) also run in bf16 and get their original
-tensors back. Buffers (rotary frequencies) are left as they are.
+holding the trained values (a model loaded in bf16 gets fp32 masters and is rounded back). Frozen
+parameters (LoRA's base weights) also run in bf16 and get their original tensors back. Buffers
+(rotary frequencies) are left as they are.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class MasterWeights:
 
     @torch.no_grad()
     def push(self) -> None:
-        """Round the master weights into the model (after an optimiser step or a resume)."""
+        """Round the master weights into the model (after each optimiser step, through the trainer's
+        step hook, and after a resume)."""
         for p, m in zip(self.trainable, self.master):
             p.copy_(m)
 

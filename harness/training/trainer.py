@@ -137,6 +137,8 @@ class Trainer:
             self.params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
             weight_decay=cfg.weight_decay, fused=bool(self.settings["adamw_fused"]) or None,
         )
+        if self.master:  # after every AdamW step, on any path: the model takes the masters' rounding
+            self.optimizer.register_step_post_hook(lambda *_: self.master.push())
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.eval_curve_path = self.run_dir / "eval_curve.jsonl"
         self.ckpt_dir = self.run_dir / "checkpoint"
@@ -334,8 +336,6 @@ class Trainer:
         def optimizer_step() -> None:
             clip_gradient()
             self.optimizer.step()
-            if self.master:
-                self.master.push()
 
         losses, grad_norms = [], []
         if reuse:  # each mini-batch's gradient at theta_old, computed once (before any step), applied mu times
@@ -350,8 +350,6 @@ class Trainer:
                     for p, g in zip(params, g_j):
                         p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
                     self.optimizer.step()
-                    if self.master:
-                        self.master.push()
             timer["optim"] += time.perf_counter() - t
         else:
             for inner in range(cfg.mu):

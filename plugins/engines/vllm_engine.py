@@ -9,7 +9,8 @@ placeholder: vLLM warns about it, and start-up stops with that line instead. (Th
 part of vLLM's compile-cache key; a fixed name keeps that key stable for the compiled engine.)
 
 :meth:`sync_weights` pushes the trainer's state dict through the worker's ``reload_weights`` RPC
-(checkpoint-format names; the tied ``lm_head`` is included) and then clears the prefix cache, whose KV entries were computed with the old weights.
+(checkpoint-format names; the tied ``lm_head`` is included) and then clears the prefix cache, whose
+KV entries were computed with the old weights.
 
 The sampled tokens' log-probs come back with each completion (``logprobs_mode =
 "processed_logprobs"``: after temperature), so the trainer can log the engine-vs-trainer gap;
