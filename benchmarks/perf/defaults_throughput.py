@@ -24,8 +24,17 @@ over the run per side and seed, and the mean over seeds of side - before with th
 largest seed's difference. "No worse" reads: that mean is not below 0 by more than the
 seed-to-seed spread.
 
+``--floor``: the last step of every run is profiled (``torch.profiler``) and left out of the timing.
+Printed per side: the seconds that step spent in matrix products (GEMM: vLLM's ``_C::onednn_mm`` and
+``_C::weight_packed_linear``, torch's ``mm``, ``bmm``, ``addmm``, ``_weight_int8pack_mm``) and the
+step's own AdamW and engine-sync time, and the ceiling: the baseline's seconds per step over
+GEMM + AdamW + sync, the ratio a side would reach if everything else in the step (attention
+softmax, norms, activations, casts, sampling, Python) took no time, with today's matrix kernels.
+A target above the ceiling cannot be met without doing less arithmetic (fewer tokens, fewer
+passes) or faster matrix kernels.
+
 Run: .venv/bin/python benchmarks/perf/defaults_throughput.py [--suite S] [--steps N] [--seeds 0 1 2]
-     [--sides before after-autocast after after-compiled]
+     [--sides before after-autocast after after-compiled] [--floor]
 """
 
 from __future__ import annotations
@@ -47,9 +56,33 @@ AUTOCAST = {"bf16_weights": False, "attention": "sdpa"}
 COMPILED = {"enforce_eager": False}
 SIDES = ("before", "after-autocast", "after", "after-compiled")
 PHASES = ("gen_s", "score_s", "train_s", "nograd_fwd_s", "fwd_bwd_s", "optim_s", "sync_s")
+#: the matrix-product kernels (self time) that ``--floor`` sums: vLLM's CPU GEMMs and torch's
+GEMMS = ("_C::onednn_mm", "_C::weight_packed_linear", "aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm",
+         "aten::_weight_int8pack_mm")
 
 
-def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
+class LastStepProfile:
+    """A ``Trainer.on_step`` callback that profiles the run's last step (the profiler starts when the
+    step before it ends) and keeps the seconds spent in each GEMM kernel."""
+
+    def __init__(self, steps: int):
+        self.steps, self.done, self.prof, self.gemm_s = steps, 0, None, None
+
+    def __call__(self, row: dict) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self.done += 1
+        if self.done == self.steps - 1:
+            self.prof = profile(activities=[ProfilerActivity.CPU])
+            self.prof.__enter__()
+        elif self.done == self.steps and self.prof is not None:
+            self.prof.__exit__(None, None, None)
+            totals = {e.key: e.self_cpu_time_total for e in self.prof.key_averages()}
+            self.gemm_s = sum(totals.get(k, 0.0) for k in GEMMS) / 1e6
+            self.row = row
+
+
+def run_side(suite_path: str, side: str, steps: int, seed: int, floor: bool = False) -> dict:
     import dataclasses
 
     import torch
@@ -80,17 +113,20 @@ def run_side(suite_path: str, side: str, steps: int, seed: int) -> dict:
         algo = registry.get("algorithms", variant.algorithm)(**dict(variant.options))
         bench = registry.get("benchmarks", tr.benchmark)
         scorer = session.scorer(list(tr.rewards), dict(tr.reward_weights))
+        probe = LastStepProfile(steps) if floor else None
         with tempfile.TemporaryDirectory() as tmp:
             rows = Trainer(session.model, session.tokenizer, session.engine, algo, scorer, bench,
-                           bench.problems(tr.split), cfg, seed, tmp).train()
+                           bench.problems(tr.split), cfg, seed, tmp, on_step=probe).train()
     finally:
         session.close()
-    timed = rows[1:] if len(rows) > 1 else rows
+    timed = rows[1:-1] if floor else rows[1:] if len(rows) > 1 else rows
     out = {"steps": len(timed), "samples": sum(r["samples"] for r in timed), "wall_s": sum(r["step_s"] for r in timed),
            "bf16_autocast": cfg.bf16_autocast, "peak_rss_gib": peak_rss_gib(), "startup_s": startup_s,
            "reward_curve": [r["reward_mean"] for r in rows], "threads": torch.get_num_threads()}
     for k in PHASES:
         out[k] = sum(r.get(k, 0.0) for r in timed) / len(timed)
+    if probe is not None and probe.gemm_s is not None:  # the profiled step's GEMM time and its AdamW and sync
+        out |= {"gemm_s": probe.gemm_s, "floor_s": probe.gemm_s + probe.row["optim_s"] + probe.row["sync_s"]}
     return out
 
 
@@ -101,22 +137,26 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per side per seed")
     ap.add_argument("--sides", nargs="+", choices=SIDES, default=["before", "after-autocast", "after"],
                     help="the first is the baseline (after-compiled: add it to see the compiled engine)")
+    ap.add_argument("--floor", action="store_true",
+                    help="profile each run's last step (not timed): GEMM seconds per step and the ceiling")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
-        report(run_side(args.suite, args.side, args.steps, args.seed))
+        report(run_side(args.suite, args.side, args.steps, args.seed, args.floor))
         return
     from grpo_bench.config import load_suite
     from grpo_bench.provenance import bf16_support, cpu_model
     from grpo_bench.registry import default_registry
 
     steps = args.steps or load_suite(args.suite, default_registry()).train.steps
+    if args.floor and steps < 3:
+        raise SystemExit("--floor needs at least 3 steps (an untimed first step, timed steps, the profiled last one)")
     results: dict[str, list[dict]] = {side: [] for side in args.sides}
     for seed in args.seeds:
         for side in results:
             cmd = [sys.executable, __file__, "--side", side, "--suite", args.suite, "--steps", str(steps),
-                   "--seed", str(seed)]
+                   "--seed", str(seed)] + (["--floor"] if args.floor else [])
             res = run_child(cmd, side)
             results[side].append(res)
             print(f"  seed {seed} {side}: {res['samples'] / res['wall_s']:.2f} samples/s "
@@ -144,7 +184,25 @@ def main() -> None:
         even = f"pays for its extra start-up ({extra:+.0f} s) after {extra / gain:.0f} steps" if extra > 0 and gain > 0 else \
             f"start-up {extra:+.0f} s"
         print(f"{side}: {gain:.2f} s/step saved vs {base}; {even}")
+    if args.floor:
+        print_floor(results, base)
     print_curves(args.seeds, results)
+
+
+def print_floor(results: dict[str, list[dict]], base: str) -> None:
+    """GEMM seconds of each side's profiled step and the ceiling on the ratio to ``base``."""
+    s_base = statistics.median(x["wall_s"] / x["steps"] for x in results[base])
+    print(f"\nceiling (--floor): {base} takes {s_base:.2f} s/step; a side whose step did nothing but its "
+          "matrix products, its AdamW step and its engine sync would reach\n")
+    print("| settings | s/step | GEMM s/step | + AdamW + sync | ceiling |")
+    print("|---" * 5 + "|")
+    for side, runs in results.items():
+        if any("floor_s" not in x for x in runs):
+            continue
+        s_side = statistics.median(x["wall_s"] / x["steps"] for x in runs)
+        gemm = statistics.median(x["gemm_s"] for x in runs)
+        floor = statistics.median(x["floor_s"] for x in runs)
+        print(f"| {side} | {s_side:.2f} | {gemm:.2f} | {floor:.2f} | {s_base / floor:.2f}x |")
 
 
 def print_curves(seeds: list[int], results: dict[str, list[dict]]) -> None:
