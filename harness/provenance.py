@@ -65,6 +65,11 @@ def fused_adamw_support(device: str = "cpu") -> bool:
         return False
 
 
+def glibc() -> bool:
+    """True where this process runs on glibc (its ``mallopt`` parameters; ``train.keep_freed_memory``)."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
 def hardware() -> dict:
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
             "bf16": bf16_support("cpu")}

@@ -3,6 +3,7 @@
 Each checked against an independent formula: AdamW's textbook first step, float64 log_softmax and its
 autograd gradient, sums of gradients done by hand."""
 
+import pytest
 import reward_fixtures
 import torch
 from grpo_bench.config import TrainConfig
@@ -12,11 +13,15 @@ from grpo_bench.plugins.benchmarks.arith import Arith
 from grpo_bench.plugins.engines.hf import HFEngine
 from grpo_bench.scoring import RewardScorer
 from grpo_bench.training import Trainer
+from grpo_bench.training import policy
 from grpo_bench.training.policy import TokenLogProbs
 from grpo_bench.training.precision import MasterWeights
 
 
-def test_token_log_probs_match_float64_log_softmax_and_its_gradient():
+@pytest.mark.parametrize("chunk_bytes", [policy.CHUNK_BYTES, 2 * 4 * 11])
+def test_token_log_probs_match_float64_log_softmax_and_its_gradient(monkeypatch, chunk_bytes):
+    """Whole and in chunks of 2 of the 15 positions (the last chunk short)."""
+    monkeypatch.setattr(policy, "CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 2e-2)):
         for temperature in (1.0, 0.7):
@@ -136,3 +141,43 @@ def test_attention_setting_applies_while_training_only(tmp_path):
     seen.append(model.config._attn_implementation)
     trainer.release_model()
     assert seen == ["eager"] and model.config._attn_implementation == "sdpa"
+
+
+def test_keep_freed_memory_serves_16_mib_from_the_heap_and_keeps_it(tmp_path):
+    """glibc's own counters (mallinfo2), each in a fresh process (glibc raises its thresholds by itself
+    once it has freed a large block): without the call a 16 MiB block is mmapped (hblkhd grows by it) and
+    the heap does not keep it; with it the block comes from the heap (hblkhd does not grow) and the heap
+    still holds it after the free (no trim)."""
+    import subprocess
+    import sys
+
+    from grpo_bench.provenance import glibc
+
+    if not glibc():
+        pytest.skip("needs glibc")
+    code = """
+import ctypes
+from grpo_bench.training.allocator import keep_freed_memory
+libc = ctypes.CDLL("libc.so.6")
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def block(n):  # (bytes mmapped for it, bytes the heap grew by and still holds after the free)
+    m0, h0 = libc.mallinfo2().hblkhd, libc.mallinfo2().arena
+    p = libc.malloc(n)
+    mapped = libc.mallinfo2().hblkhd - m0
+    libc.free(p)
+    return mapped, libc.mallinfo2().arena - h0
+ok = keep_freed_memory() if sys.argv[1] == "on" else None
+print(ok, *block(16 << 20))
+"""
+    runs = {}
+    for arg in ("off", "on"):
+        out = subprocess.run([sys.executable, "-c", "import sys\n" + code, arg], capture_output=True, text=True,
+                             check=True).stdout.split()
+        runs[arg] = (out[0], int(out[1]), int(out[2]))
+    assert runs["off"][0] == "None" and runs["off"][1] >= 16 << 20 and runs["off"][2] < 16 << 20
+    assert runs["on"][0] == "True" and runs["on"][1] == 0 and runs["on"][2] >= 16 << 20

@@ -178,3 +178,19 @@ def test_adamw_fused_auto_resolves_from_torch(tmp_path, monkeypatch):
     assert load_suite(path, default_registry()).train.adamw_fused is False
     path.write_text(GOOD.replace("steps = 1", "steps = 1\nadamw_fused = true"))
     assert load_suite(path, default_registry()).train.adamw_fused is True
+
+
+def test_keep_freed_memory_auto_resolves_from_the_c_library(tmp_path, monkeypatch):
+    from grpo_bench import provenance
+    from grpo_bench.config import load_suite
+    from grpo_bench.errors import UserError
+    from grpo_bench.registry import default_registry
+
+    path = tmp_path / "auto.toml"
+    path.write_text(GOOD)
+    for libc, expected in ((("glibc", "2.36"), True), (("", ""), False)):
+        monkeypatch.setattr(provenance.platform, "libc_ver", lambda libc=libc: libc)
+        assert load_suite(path, default_registry()).train.keep_freed_memory is expected
+    path.write_text(GOOD.replace("steps = 1", "steps = 1\nkeep_freed_memory = \"yes\""))
+    with pytest.raises(UserError, match="keep_freed_memory"):
+        load_suite(path, default_registry())

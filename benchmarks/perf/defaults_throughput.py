@@ -49,7 +49,8 @@ from child import peak_rss_gib, report, run_child
 
 #: the speed settings, as [train] overrides (the levers measured here; docs/algorithms.md "Speed settings")
 AFTER = {"bf16_autocast": "auto", "share_prompt": True, "adamw_fused": "auto", "micro_batch_size": 64,
-         "micro_batch_tokens": 4096, "inert_row_stats": False, "bf16_weights": "auto", "attention": "auto"}
+         "micro_batch_tokens": 4096, "inert_row_stats": False, "bf16_weights": "auto", "attention": "auto",
+         "keep_freed_memory": "auto"}
 #: the first measurement's speed settings: AFTER less bf16 working weights and eager attention
 AUTOCAST = {"bf16_weights": False, "attention": "sdpa"}
 #: the third side: AFTER with vLLM's compiled (torch.compile) engine instead of eager mode

@@ -54,6 +54,10 @@ class TrainConfig:
     # (matmul + softmax) or "auto", resolved at suite load: "eager" on CPU, where torch's flash-attention
     # backward is slow on short rows, else "sdpa". The same function up to rounding; recorded resolved.
     attention: str = "auto"
+    # the C allocator keeps freed memory for the next tensor instead of unmapping it (glibc mallopt:
+    # training/allocator.py), so a step's tensors stop page-faulting fresh zeroed pages; changes no number.
+    # Process-wide once on. "auto" resolves at suite load to true where the C library is glibc.
+    keep_freed_memory: bool | str = "auto"
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True

@@ -42,7 +42,8 @@ class SuiteError(UserError):
 #: before the key existed matches a new run of the same suite (published suites pin these values) and a
 #: published folder can grow with runs of newer code; at any other value the key counts as usual.
 LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch_tokens": 0,
-                       "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa"}
+                       "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa",
+                       "keep_freed_memory": False}
 
 
 def without_legacy_values(train: dict) -> dict:
@@ -303,7 +304,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
 
 
 #: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
-AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention")
+AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "keep_freed_memory")
 #: the attention kernels ``[train] attention`` takes besides "auto"
 ATTENTION_CHOICES = ("sdpa", "eager")
 
@@ -312,7 +313,7 @@ def resolve_auto(key: str, value: bool | str, device: str, err) -> bool | str:
     """A ``[train]`` setting whose ``"auto"`` depends on the run's device: ``bf16_autocast`` and
     ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`), ``adamw_fused`` (torch
     has the fused AdamW kernel for it, :func:`grpo_bench.provenance.fused_adamw_support`), ``attention``
-    ("eager" on CPU, else "sdpa")."""
+    ("eager" on CPU, else "sdpa"), ``keep_freed_memory`` (the C library is glibc, whatever the device)."""
     if key == "attention":
         if value in ATTENTION_CHOICES:
             return value
@@ -324,12 +325,14 @@ def resolve_auto(key: str, value: bool | str, device: str, err) -> bool | str:
         raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
     import torch
 
-    from ..provenance import bf16_support, fused_adamw_support
+    from ..provenance import bf16_support, fused_adamw_support, glibc
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if key == "attention":
         return "eager" if device == "cpu" else "sdpa"
+    if key == "keep_freed_memory":
+        return glibc()
     if key in ("bf16_autocast", "bf16_weights"):
         return bf16_support(device) is not None
     return fused_adamw_support(device)

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
+from .allocator import keep_freed_memory
 from .policy import completion_logprobs, make_micro_batches
 from .precision import MasterWeights
 
@@ -132,6 +133,8 @@ class Trainer:
         # master weights): from train()'s start (or the first step()) until release_model()
         self._attention_before = None
         self.master = MasterWeights(model) if self.settings["bf16_weights"] else None
+        if self.settings["keep_freed_memory"]:
+            keep_freed_memory()
         self.params = self.master.master if self.master else [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
