@@ -217,7 +217,7 @@ class TokenLogProbs(torch.autograd.Function):
                 p = torch.exp(x - lse_c.unsqueeze(-1))
                 entropy[s:s + rows] = lse_c - (p * x).sum(-1)
         ctx.save_for_backward(logits, targets, lse)
-        ctx.temperature = temperature
+        ctx.temperature, ctx.rows = temperature, rows
         logp, entropy = logp.view(targets.shape), entropy.view(targets.shape)
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
@@ -228,8 +228,7 @@ class TokenLogProbs(torch.autograd.Function):
         t = ctx.temperature
         flat, tgt = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1, 1)
         g = grad_logp.reshape(-1, 1).to(torch.float32)
-        grad = torch.empty_like(flat)
-        rows = max(1, CHUNK_BYTES // (4 * logits.shape[-1]))
+        grad, rows = torch.empty_like(flat), ctx.rows
         for s in range(0, flat.shape[0], rows):
             x = flat[s:s + rows].to(torch.float32, copy=True)  # the saved logits stay as they are
             if t != 1.0:
