@@ -67,7 +67,7 @@ class LastStepProfile:
     step before it ends) and keeps the seconds spent in each GEMM kernel."""
 
     def __init__(self, steps: int):
-        self.steps, self.done, self.prof, self.gemm_s = steps, 0, None, None
+        self.steps, self.done, self.prof, self.gemm_s, self.row = steps, 0, None, None, None
 
     def __call__(self, row: dict) -> None:
         from torch.profiler import ProfilerActivity, profile
