@@ -38,6 +38,9 @@ class PolicyBatch:
     num_tokens: int = 0
     #: the run's generation budget (the ``constant`` normaliser); 0: the one given to :meth:`Algorithm.bind`
     max_new_tokens: int = 0
+    #: a weight ``[B, T]`` on every policy-loss term (the trainer's sampler-learner correction, TIS or MIS:
+    #: training/sampler_gap.py), applied by :meth:`Algorithm.aggregate`; None: every term weighs 1
+    sample_weight: torch.Tensor | None = None
 
 
 class Stats:
@@ -135,9 +138,15 @@ class Algorithm:
         o = self.options
         return compute_advantages(rewards, lengths, getattr(o, "advantage", "group"), o.delta, o.std)
 
-    def aggregate(self, per_token: torch.Tensor, batch: PolicyBatch) -> torch.Tensor:
+    def aggregate(self, per_token: torch.Tensor, batch: PolicyBatch, weighted: bool = True) -> torch.Tensor:
         """Sum of the per-token terms ``[B, T]`` (or per-sequence ``[B]``, spread over each sequence's
-        tokens) divided per ``options.aggregation``."""
+        tokens) divided per ``options.aggregation``; each term times ``batch.sample_weight`` when the
+        trainer gives one and ``weighted`` (policy terms; the KL penalty passes False). The normalisers
+        do not change with the weights."""
+        if weighted and batch.sample_weight is not None:
+            if per_token.dim() == 1:
+                per_token = per_token.unsqueeze(1).expand_as(batch.mask)
+            per_token = per_token * batch.sample_weight
         budget = batch.max_new_tokens or self.max_new_tokens
         return aggregate(per_token, batch, getattr(self.options, "aggregation", "seq_mean"), budget)
 
@@ -302,7 +311,7 @@ def kl_penalty(batch: PolicyBatch, stats: Stats, algorithm: "Algorithm | None" =
     stats.mean("kl", per_token, batch.mask)
     if algorithm is None:
         return seq_mean(per_token, batch.mask).sum() / batch.num_completions
-    return algorithm.aggregate(per_token, batch)
+    return algorithm.aggregate(per_token, batch, weighted=False)
 
 
 def token_ratio_stats(log_ratio: torch.Tensor, mask: torch.Tensor, stats: Stats) -> None:

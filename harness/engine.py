@@ -38,6 +38,7 @@ class SamplingConfig:
     n: int = 1  # completions per prompt
     seed: int = 0
     batch_size: int = 64  # sequences per generate call
+    logprobs: bool = False  # report each sampled token's log-prob (an engine may always report them)
 
 
 class RolloutEngine:

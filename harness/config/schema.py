@@ -58,6 +58,25 @@ class TrainConfig:
     # training/allocator.py), so a step's tensors stop page-faulting fresh zeroed pages; changes no number.
     # Process-wide once on. "auto" resolves at suite load to true where the C library is glibc.
     keep_freed_memory: bool | str = "auto"
+    # the ratio noise floor (training/noise_floor.py): every noise_floor_every steps (and at a process's first
+    # step) the first trained micro-batch is read twice at theta_old, once with every trainable weight nudged by
+    # +-noise_floor_eps (random signs), and the sequence k3 between the two reads is logged as
+    # noise_floor_k3_seq beside the real inner-step movement kl_old_k3_seq. Measurement only: the weights are
+    # restored exactly and no training random state is drawn. 0 = never.
+    noise_floor_every: int = 5
+    noise_floor_eps: float = 1e-7
+    # the output layer (LM head) in float32 under bf16 autocast or bf16 weights: logits without bf16 rounding
+    # (MiniMax-M1's fix for the training-inference mismatch); the log-softmax is float32 in any case
+    fp32_lm_head: bool = False
+    # the behaviour policy in the importance ratio: "trainer" = the trainer's own forward at theta_old (the
+    # sampler-learner gap stays uncorrected); "engine" = the rollout engine's sampling log-probs
+    behaviour_logprobs: str = "trainer"
+    # a correction for the sampler-learner gap, rho = pi_learner(theta_old) / pi_sampler per token (or its
+    # product over the sequence): "none"; "tis" = every policy-loss term weighted by min(rho, cap) (truncated
+    # importance sampling, Yao et al. 2025); "mis" = terms whose rho leaves [1/cap, cap] are dropped (weight 0)
+    sampler_correction: str = "none"
+    sampler_correction_level: str = "token"  # "token": rho per token; "sequence": the product over the completion
+    sampler_correction_cap: float = 2.0  # C > 1; also the bound of the logged engine_gap_frac_over_cap
     # run each group's shared prompt once per pass (its keys/values gathered to the G completions):
     # the same computation as G full rows up to floating-point rounding, with P + G*C tokens instead of G*(P + C)
     share_prompt: bool = True

@@ -43,7 +43,9 @@ class SuiteError(UserError):
 #: published folder can grow with runs of newer code; at any other value the key counts as usual.
 LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch_tokens": 0,
                        "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa",
-                       "keep_freed_memory": False}
+                       "keep_freed_memory": False, "noise_floor_every": 5, "noise_floor_eps": 1e-7,
+                       "fp32_lm_head": False, "behaviour_logprobs": "trainer", "sampler_correction": "none",
+                       "sampler_correction_level": "token", "sampler_correction_cap": 2.0}
 
 
 def without_legacy_values(train: dict) -> dict:
@@ -375,6 +377,23 @@ def check_train(train: TrainSection, err, where: str) -> None:
         raise err(f"{where}.max_reward_error_frac", f"must be in [0, 1] (a share of a step's samples), "
                                                     f"got {train.max_reward_error_frac!r}")
     check_batch_options(train, err, where)
+    check_numerics_options(train, err, where)
+
+
+def check_numerics_options(train: TrainConfig, err, where: str) -> None:
+    """The noise floor and the sampler-learner correction (docs/algorithms.md, "Numerics")."""
+    if train.noise_floor_every < 0:
+        raise err(f"{where}.noise_floor_every", f"must be >= 0 (0: never), got {train.noise_floor_every}")
+    if not 0 < train.noise_floor_eps <= 1e-4:
+        raise err(f"{where}.noise_floor_eps", "must be in (0, 1e-4] (a nudge far below any real step), "
+                                             f"got {train.noise_floor_eps!r}")
+    for key, allowed in (("behaviour_logprobs", ("trainer", "engine")), ("sampler_correction", ("none", "tis", "mis")),
+                         ("sampler_correction_level", ("token", "sequence"))):
+        if getattr(train, key) not in allowed:
+            raise err(f"{where}.{key}", f"expected one of {', '.join(allowed)}, got {getattr(train, key)!r}")
+    if not train.sampler_correction_cap > 1:
+        raise err(f"{where}.sampler_correction_cap", f"must be > 1 (rho is kept within [1/C, C]), "
+                                                     f"got {train.sampler_correction_cap!r}")
 
 
 def check_batch_options(train: TrainConfig, err, where: str) -> None:

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+from .movement import movement_lines
+
 
 def fmt_interval(iv: dict | None, scale: float = 100.0, digits: int = 1, sign: bool = False) -> str:
     if not iv:
@@ -153,6 +155,7 @@ def to_markdown(board: dict) -> str:
     lines = [f"# Leaderboard: {board['provenance']['suite']}", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", *movement_lines(board.get("movement") or [])]
     config = json.dumps(board["provenance"]["config"], indent=2, sort_keys=True)
     lines += ["", *[n + "\n" for n in notes(board)], *[n + "\n" for n in provenance_lines(board)],
               "<details><summary>Resolved config</summary>", "", "```json", config, "```", "", "</details>"]

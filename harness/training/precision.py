@@ -106,3 +106,24 @@ class MasterWeights:
             if name in state:
                 m.copy_(state[name])
         self.push()
+
+
+def fp32_lm_head(model: torch.nn.Module):
+    """Run the model's output layer in float32 whatever the autocast or weight dtype (``[train]
+    fp32_lm_head``; MiniMax-M1 did this against the training-inference mismatch): logits = x W^T with x
+    and W upcast, so the logits carry no bf16 rounding (the log-softmax is float32 already, in
+    policy.TokenLogProbs). The weights themselves are untouched (tied embeddings stay tied, the state
+    dict keeps its keys). Returns the function that puts the layer back."""
+    head = model.get_output_embeddings()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            bias = None if head.bias is None else head.bias.float()
+            return torch.nn.functional.linear(x.float(), head.weight.float(), bias)
+
+    head.forward = forward  # an instance attribute: nn.Module calls it in place of the class's forward
+
+    def undo() -> None:
+        del head.forward
+
+    return undo

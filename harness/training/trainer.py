@@ -8,6 +8,7 @@ with gradient clipping -> sync the engine's weights -> log a JSONL row -> checkp
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,8 +28,10 @@ from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from .allocator import keep_freed_memory
+from .noise_floor import measure_noise_floor
 from .policy import completion_logprobs, make_micro_batches
-from .precision import MasterWeights
+from .precision import MasterWeights, fp32_lm_head
+from .sampler_gap import correction_weight, engine_logprobs, log_weight, needs_engine_logprobs
 
 
 def prompt_order(num_problems: int, seed: int) -> list[int]:
@@ -148,6 +151,8 @@ class Trainer:
         self.start_step = 0
         self.elapsed_before = 0.0
         self.eval_s = 0.0
+        self.noise_floor: dict = {}  # the last measurement, logged with every step's row until the next
+        self._lm_head_before = None
 
     # ---- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, step: int, elapsed: float) -> None:
@@ -202,7 +207,8 @@ class Trainer:
             problems = self.draw_problems(step, draw)
             t0 = time.perf_counter()
             groups = self.engine.generate([self.prompt_ids[p.id] for p in problems], SamplingConfig(
-                cfg.max_new_tokens, cfg.temperature, G, draw_seed(self.seed, step, draw), cfg.generation_batch_size))
+                cfg.max_new_tokens, cfg.temperature, G, draw_seed(self.seed, step, draw), cfg.generation_batch_size,
+                logprobs=needs_engine_logprobs(cfg)))
             t1 = time.perf_counter()
             flat = [(p, c) for p, group in zip(problems, groups) for c in group]
             fp = [p for p, _ in flat]
@@ -276,6 +282,10 @@ class Trainer:
                                   cfg.micro_batch_tokens)
         stats, entropy_stats = Stats(), Stats()
         params = self.params  # what AdamW updates: the model's parameters or their fp32 master weights
+        t_floor = time.perf_counter()
+        if num_trained_mbs:
+            self.maybe_measure_noise_floor(step, mbs[0])
+        t_floor = time.perf_counter() - t_floor
         reuse = self.algorithm.reuse_gradient
         # the first-pass trick below needs theta = theta_old at each micro-batch's first forward; with
         # several mini-batches and fresh gradients, earlier mini-batches have moved theta: compute old up front
@@ -292,6 +302,20 @@ class Trainer:
                 if k < num_trained_mbs and self.ref_model is not None:
                     ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
         t_nograd = time.perf_counter() - t_fwd
+        completions = [c for _, c in flat]
+        sampler = [engine_logprobs(mb, completions, logp_device(self.model)) if needs_engine_logprobs(cfg) else None
+                   for mb in mbs[:num_trained_mbs]]
+        weights: dict[int, torch.Tensor | None] = {}
+
+        def sample_weight(k: int, mask: torch.Tensor) -> torch.Tensor | None:
+            """Micro-batch k's sampler-learner correction weights, once its old log-probs are known."""
+            if k not in weights:
+                weights[k] = None if sampler[k] is None else correction_weight(
+                    old[k], sampler[k], mask, cfg.sampler_correction, cfg.sampler_correction_level,
+                    cfg.sampler_correction_cap)
+                if weights[k] is not None:
+                    log_weight(weights[k], mask, stats)
+            return weights[k]
 
         def accumulate_gradient(j: int, first: bool) -> float:
             """One pass of forward + backward over mini-batch j's trained micro-batches. In the first pass
@@ -314,8 +338,9 @@ class Trainer:
                     k3 = (torch.exp(d) - 1 - d) * mask
                     stats.mean("kl_old_k3_seq", k3.sum(dim=1))
                     stats.mean("kl_old_k3_token", k3, mask)
-                batch = PolicyBatch(logp, old[k], mask, adv, n_j, ref[k], num_tokens=tokens_j,
-                                    max_new_tokens=cfg.max_new_tokens)
+                behaviour = sampler[k] if cfg.behaviour_logprobs == "engine" else old[k]
+                batch = PolicyBatch(logp, behaviour, mask, adv, n_j, ref[k], num_tokens=tokens_j,
+                                    max_new_tokens=cfg.max_new_tokens, sample_weight=sample_weight(k, mask))
                 loss = self.algorithm.loss(batch, stats)
                 require_finite(loss.detach(), step, "loss")
                 loss.backward()
@@ -360,7 +385,7 @@ class Trainer:
                     losses.append(timed("fwd_bwd", accumulate_gradient, j, inner == 0 and not upfront))
                     timed("optim", optimizer_step)
         self.optimizer.zero_grad(set_to_none=True)
-        engine_gap(mbs, old, [c for _, c in flat], entropy_stats)
+        engine_gap(mbs, old, completions, entropy_stats, cfg.sampler_correction_cap)
         t_sync = time.perf_counter()
         self.engine.sync_weights(self.model)
         t_train = time.perf_counter()
@@ -389,7 +414,9 @@ class Trainer:
             # clipping + optimizer steps, engine weight sync
             "nograd_fwd_s": t_nograd, "fwd_bwd_s": timer["fwd_bwd"], "optim_s": timer["optim"],
             "sync_s": t_train - t_sync,
+            "noise_floor_s": t_floor,
             "step_s": t_train - t0,
+            **self.noise_floor,
         }
         if cfg.dynamic_sampling != "off":
             row.update(ds_draws=ro.draws, ds_groups_drawn=ro.groups_drawn, ds_groups_dropped=ro.groups_dropped,
@@ -414,6 +441,16 @@ class Trainer:
         row.update(stats.result())
         return row
 
+    def maybe_measure_noise_floor(self, step: int, mb) -> None:
+        """Measure the ratio noise floor (training/noise_floor.py) on ``mb`` at theta_old, every
+        ``noise_floor_every`` steps and at the first step a process runs; changes no number of the run."""
+        every = self.cfg.noise_floor_every
+        if not every or (step % every and self.noise_floor):
+            return
+        floor = measure_noise_floor(self.model, mb, self.params, self.master, self._autocast,
+                                    self.cfg.noise_floor_eps, sampling_seed(self.seed, step) + 17, self.cfg.temperature)
+        self.noise_floor = {**floor, "noise_floor_step": step}
+
     def _autocast(self):
         if not self.settings["bf16_autocast"]:
             return contextlib.nullcontext()
@@ -426,12 +463,17 @@ class Trainer:
             self.model.set_attn_implementation(self.settings["attention"])
         if self.master:
             self.master.attach()
+        if self.cfg.fp32_lm_head and self._lm_head_before is None:
+            self._lm_head_before = fp32_lm_head(self.model)
 
     def release_model(self) -> None:
         """The model back as it came: its own dtype (holding the trained values), its attention kernel.
         ``train()`` calls it at the end, also when the run stops."""
         if self.master:
             self.master.restore()
+        if self._lm_head_before is not None:
+            self._lm_head_before()
+            self._lm_head_before = None
         if self._attention_before is not None:
             self.model.set_attn_implementation(self._attention_before)
             self._attention_before = None
@@ -509,8 +551,13 @@ def require_finite(x: torch.Tensor, step: int, what: str) -> None:
                               "run stopped, resumable from its last checkpoint")
 
 
-def engine_gap(mbs, old, completions, stats: Stats) -> None:
-    """|engine log-prob - trainer log-prob| per sampled token (a silent bias when large), if reported."""
+def logp_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def engine_gap(mbs, old, completions, stats: Stats, cap: float) -> None:
+    """|engine log-prob - trainer log-prob| per sampled token (a silent bias when large), if reported:
+    mean, max and the share beyond log(cap) (training/sampler_gap.py)."""
     for mb, old_lp in zip(mbs, old):
         if old_lp is None:  # rows that did not train, with inert_row_stats off
             continue
@@ -520,3 +567,4 @@ def engine_gap(mbs, old, completions, stats: Stats) -> None:
                 gap = (torch.tensor(lps, dtype=old_lp.dtype, device=old_lp.device) - old_lp[r, :len(lps)]).abs()
                 stats.mean("engine_logprob_gap_mean", gap)
                 stats.max("engine_logprob_gap_max", gap)
+                stats.mean("engine_gap_frac_over_cap", (gap > math.log(cap)).double())
