@@ -122,6 +122,10 @@ class Algorithm:
     #: True: a completion with advantage 0 adds nothing to the policy gradient, so without a KL term the
     #: trainer leaves it out of the backward passes (the loss is still divided by the full N).
     zero_advantage_is_inert: ClassVar[bool] = False
+    #: True: the loss takes importance ratios between the policy being trained and the one that sampled
+    #: (so with mu > 1 it compares inner passes, and "auto" numerics resolve to ones whose ratios see the
+    #: movement: config.suite.RATIO_NUMERICS)
+    ratio_based: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.Options, options, where=self.name)
@@ -263,6 +267,7 @@ class ClippedRatio(Algorithm):
 
     Options: ClassVar[type] = RatioOptions
     zero_advantage_is_inert = True  # every term is multiplied by A_i
+    ratio_based = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -158,10 +158,22 @@ def test_bf16_auto_resolves_from_the_cpu_flags(tmp_path, monkeypatch):
     from grpo_bench.registry import default_registry
 
     path = tmp_path / "auto.toml"
-    path.write_text(GOOD.replace('engine = "hf"', 'engine = "hf"\ndevice = "cpu"'))
+    no_ratios = GOOD.replace('engine = "hf"', 'engine = "hf"\ndevice = "cpu"').replace('"grpo"', '"grpo_no_is"')
+    path.write_text(no_ratios)
     for flags, expected in (({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2", "fma"}, False)):
         monkeypatch.setattr(provenance, "cpu_flags", lambda flags=flags: set(flags))
         assert load_suite(path, default_registry()).train.bf16_autocast is expected
+    # a suite that compares importance ratios between inner passes (grpo, mu = 4 by default) gets the ratio
+    # numerics on any CPU (config.suite.RATIO_NUMERICS: fp32, from benchmarks/perf/ratio_noise.py) ...
+    monkeypatch.setattr(provenance, "cpu_flags", lambda: {"amx_bf16"})
+    path.write_text(no_ratios + '\n[[variants]]\nalgorithm = "grpo"\n')
+    loaded = load_suite(path, default_registry())
+    assert (loaded.train.bf16_autocast, loaded.train.bf16_weights) == (False, False)
+    # ... but not with mu = 1 (every ratio is 1 at the only pass), nor for a variant override that sets mu = 1
+    path.write_text(no_ratios.replace("steps = 1", "steps = 1\nmu = 1") + '\n[[variants]]\nalgorithm = "grpo"\n')
+    assert load_suite(path, default_registry()).train.bf16_autocast is True
+    path.write_text(no_ratios + '\n[[variants]]\nalgorithm = "grpo"\ntrain = { mu = 1 }\n')
+    assert load_suite(path, default_registry()).train.bf16_autocast is True
     path.write_text(GOOD.replace("steps = 1", "steps = 1\nbf16_autocast = false"))
     assert load_suite(path, default_registry()).train.bf16_autocast is False
 

@@ -228,8 +228,9 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("suite.engine_options", str(exc)) from None
     if not variants:
         raise err("variants", "at least one [[variants]] entry is needed")
+    ratios = suite_compares_ratios(registry, variants, train.mu)
     for key in AUTO_SWITCHES:
-        setattr(train, key, resolve_auto(key, getattr(train, key), meta.device, err))
+        setattr(train, key, resolve_auto(key, getattr(train, key), meta.device, err, ratios))
     check_train(train, err, "train")
     try:
         train.lora = check_lora(train.lora)
@@ -293,7 +294,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         v.train = {k: getattr(variant_train, k) for k in v.train}
         for key in AUTO_SWITCHES:
             if key in v.train:
-                v.train[key] = resolve_auto(key, v.train[key], meta.device, err)
+                v.train[key] = resolve_auto(key, v.train[key], meta.device, err,
+                                            algorithm_compares_ratios(cls, v.train.get("mu", train.mu)))
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
     if not 0 < meta.equivalence_margin < 1:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
@@ -311,9 +313,33 @@ AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "k
 ATTENTION_CHOICES = ("sdpa", "eager")
 
 
-def resolve_auto(key: str, value: bool | str, device: str, err) -> bool | str:
+#: the numerics "auto" gives a run whose importance ratios compare inner passes (``ratio_numerics``):
+#: the cheapest one whose inner step at lr 1e-6 moved at least 10x its noise floor, measured side by side
+#: by benchmarks/perf/ratio_noise.py on the default model (docs/algorithms.md, "Numerics")
+RATIO_NUMERICS = {"bf16_autocast": False, "bf16_weights": False}
+
+
+def algorithm_compares_ratios(algorithm_cls, mu: int) -> bool:
+    """True when a variant's loss takes importance ratios between inner passes: a ratio-based algorithm
+    with mu > 1 (with mu = 1 every ratio is 1 at the only pass)."""
+    return bool(getattr(algorithm_cls, "ratio_based", False)) and mu > 1
+
+
+def suite_compares_ratios(registry: Registry, variants: list[Variant], mu: int) -> bool:
+    """Any variant of the suite compares ratios (unknown algorithms are reported later, by name)."""
+    table = registry.tables["algorithms"]
+    def variant_mu(v: Variant) -> int:  # a malformed override is reported later, with its key
+        given = v.train.get("mu") if isinstance(v.train, dict) else None
+        return given if isinstance(given, int) and not isinstance(given, bool) else mu
+
+    return any(algorithm_compares_ratios(table[v.algorithm].obj, variant_mu(v)) for v in variants if v.algorithm in table)
+
+
+def resolve_auto(key: str, value: bool | str, device: str, err, ratio_numerics: bool = False) -> bool | str:
     """A ``[train]`` setting whose ``"auto"`` depends on the run's device: ``bf16_autocast`` and
-    ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`), ``adamw_fused`` (torch
+    ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`; when
+    ``ratio_numerics``, the run compares importance ratios and gets :data:`RATIO_NUMERICS` instead,
+    whatever the device: under bf16 a real inner step hides in rounding noise), ``adamw_fused`` (torch
     has the fused AdamW kernel for it, :func:`grpo_bench.provenance.fused_adamw_support`), ``attention``
     ("eager" on CPU, else "sdpa"), ``keep_freed_memory`` (the C library is glibc, whatever the device)."""
     if key == "attention":
@@ -336,6 +362,8 @@ def resolve_auto(key: str, value: bool | str, device: str, err) -> bool | str:
     if key == "keep_freed_memory":
         return glibc()
     if key in ("bf16_autocast", "bf16_weights"):
+        if ratio_numerics:
+            return RATIO_NUMERICS[key]
         return bf16_support(device) is not None
     return fused_adamw_support(device)
 

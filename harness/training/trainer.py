@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..algorithm import Algorithm, PolicyBatch, Stats
 from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
 from ..config.schema import TrainConfig
-from ..config.suite import AUTO_SWITCHES, resolve_auto
+from ..config.suite import AUTO_SWITCHES, algorithm_compares_ratios, resolve_auto
 from ..engine import RolloutEngine, SamplingConfig
 from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
@@ -131,7 +131,9 @@ class Trainer:
         algorithm.bind(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens)
         # a TrainConfig built in Python may still say "auto"; suites resolve it at load
         device = next(model.parameters()).device.type
-        self.settings = {key: resolve_auto(key, getattr(cfg, key), device, _setting_error) for key in AUTO_SWITCHES}
+        ratios = algorithm_compares_ratios(type(algorithm), cfg.mu)
+        self.settings = {key: resolve_auto(key, getattr(cfg, key), device, _setting_error, ratios)
+                         for key in AUTO_SWITCHES}
         # while it trains the model runs in this layout (attention kernel, bf16 working weights over fp32
         # master weights): from train()'s start (or the first step()) until release_model()
         self._attention_before = None

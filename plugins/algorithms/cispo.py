@@ -53,6 +53,7 @@ class CISPO(Algorithm):
     name = "cispo"
     Options = CISPOOptions
     zero_advantage_is_inert = True  # every term is multiplied by A_i
+    ratio_based = True  # the clipped ratio weights each token's score
 
     def __init__(self, **options):
         super().__init__(**options)
