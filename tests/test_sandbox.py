@@ -157,6 +157,27 @@ def host():
     h.close()
 
 
+# attacks on the verdict itself (issue 25): a wrong program must score exactly 0.0 (not None), a right one 1.0
+VERDICT_ATTACKS = {
+    "StopIteration ends map() in the tests": (
+        "def add(a, b):\n    raise StopIteration\n", "assert all(map(lambda a: add(a, 1) == a + 1, [1, 2, 3]))\n"),
+    "StopIteration caught by the tests": (
+        "def add(a, b):\n    raise StopIteration\n",
+        "for a in range(3):\n    try:\n        assert add(a, 1) == a + 1\n    except StopIteration:\n        pass\n"),
+    "assert message of 10**5000": ("def add(a, b):\n    return 10 ** 5000\n", "assert add(2, 3) == 5, add(2, 3)\n"),
+    "64 kB of \\x01 on stderr (wrong program)": WRONG + "import sys\nsys.stderr.write('\\x01' * 65536)\n",
+    "64 kB of \\x01 on stderr (correct program)": GOOD + "import sys\nsys.stderr.write('\\x01' * 65536)\n",
+    "1 MB of \\x01 and non-BMP on stderr (correct program)": (
+        GOOD + "import sys\nsys.stderr.write(('\\x01' + chr(0x1F600)) * 2 ** 19)\n"),
+}
+EXPECTED = {name: 1.0 if "(correct program)" in name else 0.0 for name in VERDICT_ATTACKS}
+
+
+def acceptable(name: str, value) -> bool:
+    """A hostile program scores 0.0 or None; a verdict attack exactly what its program deserves."""
+    return value == EXPECTED[name] if name in EXPECTED else value in (0.0, None)
+
+
 def cases(host: Host) -> dict[str, tuple[str, str, str]]:
     """case -> (program, tests, entry point). A 1.0 on any of them is a sandbox failure."""
     daemon = (f"import subprocess\nsubprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', "
@@ -248,6 +269,7 @@ def cases(host: Host) -> dict[str, tuple[str, str, str]]:
             "'rt')]\nexec(next(r['code'] for r in rows if r['task_id'] == 11))\n",
             MBPP_11.reward_columns()["tests"], MBPP_11.reward_columns()["entry_point"]),
     }
+    t.update(VERDICT_ATTACKS)
     out = {}
     for name, value in t.items():
         program, tests, entry = (value, TESTS, "") if isinstance(value, str) else (*value, "")[:3]
@@ -272,7 +294,7 @@ def test_hostile_programs_as_the_harness_user(host, monkeypatch):
     failures = []
     for name, (program, tests, entry) in cases(host).items():
         value = score(name, program, tests, entry_point=entry)
-        if value not in (0.0, None):
+        if not acceptable(name, value):
             failures.append(name)
     assert failures == []
     host.check_unchanged()
@@ -330,7 +352,7 @@ def test_hostile_programs_as_an_unprivileged_user(host):
     for name, value, seconds, status, reason, mode in rows:
         TABLE.append((name, user, value, seconds))
     assert {r[5] for r in rows} == {"bwrap"}
-    assert [r[0] for r in rows if r[1] not in (0.0, None)] == []
+    assert [r[0] for r in rows if not acceptable(r[0], r[1])] == []
     assert all(r[2] < LIMIT + SLACK for r in rows), [r for r in rows if r[2] >= LIMIT + SLACK]
     host.check_unchanged()
 
@@ -577,3 +599,77 @@ def test_every_reference_solution_passes():
                 assert failing == [], (bench.name, split)
     finally:
         scorer.close()
+
+
+@pytest.mark.parametrize("name", ["StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt",
+                                  "SystemExit"])
+def test_control_flow_exceptions_from_the_program_are_faults(name):
+    """PEP 479 for the program: even a test that catches everything cannot turn these into a pass."""
+    program = f"def f():\n    raise {name}\n"
+    result = sandbox.run_tests(program, "try:\n    f()\nexcept BaseException:\n    pass\n",
+                               limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status == "failed" and name in result.reason, result
+
+
+BLOCKED_SEND = """import os, signal, threading, time
+def add(a, b):
+    return a + b
+threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()
+"""
+
+
+def test_the_judges_own_deadline_covers_a_blocked_send():
+    """The program stops reading (SIGSTOP); a 1 MB argument fills the pipe. The judge's timer, not the
+    harness's kill at limit + 1.5 s, ends it: the judge exits 0 with a timeout verdict."""
+    tests = "assert add(1, 2) == 3\nimport time\ntime.sleep(0.6)\nassert add('x' * 10 ** 6, '') == 'x' * 10 ** 6\n"
+    result = sandbox.run_tests(BLOCKED_SEND, tests, limits=sandbox.Limits(wall_s=LIMIT))
+    TABLE.append(("blocked send (judge's own deadline)", "harness", result.status, result.seconds))
+    assert result.status == "timeout" and result.exit_code == 0, result
+    assert "wall-clock" in result.reason
+
+
+def test_the_judges_own_deadline_covers_decoding():
+    program = "def add(a, b):\n    return [[]] * 1500000\n"  # ~15 MB frames of empty lists, again and again
+    result = sandbox.run_tests(program, "for i in range(100):\n    assert len(add(i, 1)) > 0\n",
+                               limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status == "timeout" and result.exit_code == 0, result
+
+
+FORGE_AND_KILL_THE_JUDGE = WRONG + """import os, signal
+judge = os.getppid()
+with open(f'/proc/{judge}/fd/3', 'w') as f:  # the verdict goes to a copy of its stdout, the first free fd
+    f.write('{"status": "passed", "reason": "", "output": ""}\\n')
+os.kill(judge, signal.SIGKILL)
+"""
+
+
+def test_weak_mode_rejects_the_verdict_of_a_judge_that_did_not_exit_cleanly(monkeypatch):
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    result = sandbox.run_tests(FORGE_AND_KILL_THE_JUDGE, TESTS, limits=sandbox.Limits(wall_s=LIMIT))
+    TABLE.append(("weak: forge the verdict, kill the judge", "harness", result.status, result.seconds))
+    assert result.exit_code == -9, result  # the attack did reach the judge in this mode
+    assert result.status == "failed" and "did not exit cleanly" in result.reason, result
+    assert code_tests([""], [fenced(FORGE_AND_KILL_THE_JUDGE)], tests=[TESTS]) == [0.0]
+
+
+def test_bounded_repr_and_exception_text():
+    from grpo_bench.sandbox import judge
+
+    assert judge.bounded_repr(10 ** 5000) == "<int of 16610 bits>"  # 10**5000 < 2**16610 (5000 * log2(10) = 16609.6)
+    assert judge.bounded_repr([1, "a", (2.5, None)]) == "[1, 'a', (2.5, None)]"
+    assert judge.bounded_repr("x" * 10 ** 6, 10) == "'xxxxxxxxxx'..."
+    assert len(judge.bounded_repr([[10 ** 5000] * 1000] * 1000)) < 2 * judge.TEXT_LIMIT
+    assert judge.bounded_repr({1: b"x"}) == "{1: b'x'}" and judge.bounded_repr(object()) == "<object>"
+    assert judge.exception_text(AssertionError(10 ** 5000)) == "AssertionError: <int of 16610 bits>"
+    assert judge.exception_text(ValueError("bad")) == "ValueError: bad" and judge.exception_text(KeyError()) == "KeyError"
+
+
+def test_verdict_line_is_capped_by_its_encoded_size():
+    from grpo_bench.sandbox import judge
+
+    for output in ("\x01" * 65536, "\U0001F600\x01" * 65536, "plain" * 100):
+        line = judge.verdict_line("passed", "\x02" * 5000, output, 20000)
+        verdict = json.loads(line)
+        assert len(line) <= 20000 and verdict["status"] == "passed"
+    assert json.loads(judge.verdict_line("failed", "r", "short", 20000)) == {"status": "failed", "reason": "r",
+                                                                           "output": "short"}

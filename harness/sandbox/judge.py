@@ -13,11 +13,19 @@ not plain data, broke the protocol) raises :class:`Fault`, a ``BaseException`` s
 ``except Exception`` cannot swallow it, and is recorded: a run with a fault never passes, even if
 the test code caught it. An exception the program raised is re-raised here as the built-in
 exception of that name (``ValueError``...), or :class:`RemoteError` for other names, so that tests
-expecting an exception still work; its message is the program's text, nothing more.
+expecting an exception still work; its message is the program's text, nothing more. The
+exceptions that steer control flow rather than report an error (:data:`CONTROL_FLOW`:
+``StopIteration`` silently ends ``map``/``all``/``zip``...) are faults, as PEP 479 does for
+generators.
+
+Nothing here may die or overflow on the program's data: every text built from it is bounded
+before it is built (:func:`bounded_repr`, :func:`exception_text`; ``str(10**5000)`` raises), the
+verdict is capped by its encoded size (:func:`verdict_line`), and the deadline is a ``SIGALRM``
+timer that raises a fault wherever the judge is (a blocked ``send``, decoding, the tests).
 """
 
 try:  # imported as a module (documentation, tests); in use wire.py's source comes first
-    from .wire import NotPlain, decode, dumps, encode, loads
+    from .wire import NotPlain, _type_name, decode, dumps, encode, loads
 except ImportError:
     pass
 
@@ -34,6 +42,78 @@ class ProgramFailed(Exception):
 
 class RemoteError(Exception):
     """The program raised an exception that is not a built-in one (only its type name and message cross)."""
+
+
+#: exceptions that are control flow, not errors: from the program they are faults (PEP 479)
+CONTROL_FLOW = ("StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt", "SystemExit")
+TEXT_LIMIT = 500  # characters of any text built from the program's data
+
+
+def bounded_repr(value, limit=TEXT_LIMIT, depth=0):
+    """``repr`` of plain data in at most about ``limit`` characters, never formatting anything larger.
+
+    Other objects are named by type only (their ``__repr__`` is not called).
+    """
+    t = type(value)
+    if value is None or t in (bool, float, complex):
+        return repr(value)
+    if t is int:
+        bits = value.bit_length()
+        return repr(value) if bits <= 3 * limit else "<int of %d bits>" % bits
+    if t in (str, bytes, bytearray):
+        text = repr(value[:limit])
+        return text if len(value) <= limit else text + "..."
+    if t in (list, tuple, set, frozenset, dict):
+        if depth >= 4:
+            return "<%s of %d items>" % (t.__name__, len(value))
+        items = dict.items(value) if t is dict else value
+        parts, used = [], 0
+        for item in items:
+            if used > limit:
+                parts.append("...")
+                break
+            text = ("%s: %s" % (bounded_repr(item[0], limit // 2, depth + 1),
+                                bounded_repr(item[1], limit // 2, depth + 1)) if t is dict
+                    else bounded_repr(item, limit // 2, depth + 1))
+            parts.append(text)
+            used += len(text) + 2
+        return "%s%s%s" % ("{" if t in (dict, set, frozenset) else "(" if t is tuple else "[", ", ".join(parts),
+                           "}" if t in (dict, set, frozenset) else ")" if t is tuple else "]")
+    return "<%s>" % _type_name(value)
+
+
+def exception_text(exc, limit=TEXT_LIMIT):
+    """``Type: message`` of an exception, its message bounded before it is built."""
+    try:
+        args = tuple.__iter__(BaseException.__getattribute__(exc, "args"))
+        args = tuple(args)
+        if len(args) == 1 and type(args[0]) is str:
+            message = args[0][:limit]
+        elif args:
+            message = bounded_repr(args[0] if len(args) == 1 else args, limit)
+        else:
+            message = ""
+    except Exception:
+        message = "?"
+    name = str(getattr(type(exc), "__name__", "?"))[:100]
+    return "%s: %s" % (name, message) if message else name
+
+
+def verdict_line(status, reason, output, max_bytes):
+    """The verdict as one JSON line of at most ``max_bytes`` bytes (at least 1024): the output is cut to
+    fit first, then the reason; never the line itself."""
+    import json
+
+    reason = reason[:2000]
+    while True:
+        line = (json.dumps({"status": status, "reason": reason, "output": output}) + "\n").encode()
+        if len(line) <= max_bytes:
+            return line
+        if output:
+            keep = len(output) * (max_bytes // 2) // len(line)
+            output = output[:keep] + "\n[... output cut to fit the verdict]" if keep > 64 else ""
+        else:
+            reason = reason[:len(reason) // 2]
 
 
 class Remote:
@@ -63,6 +143,26 @@ class Channel:
         self.buffer = b""
         self.faults = []
         self.handles = {}
+        self.armed = False
+
+    def arm(self):
+        """From now on the deadline raises a fault wherever the judge is (and again every 50 ms)."""
+        import signal
+        import time
+
+        signal.signal(signal.SIGALRM, self.on_alarm)
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, max(1e-3, self.deadline - time.monotonic()), 0.05)
+
+    def disarm(self):
+        import signal
+
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def on_alarm(self, signum, frame):
+        if self.armed:
+            self.fault("exceeded the %g s wall-clock limit" % self.wall_s, "timeout")
 
     def fault(self, reason, status="failed"):
         if not self.faults:
@@ -146,10 +246,14 @@ class Channel:
         if "raise" in answer:
             try:
                 name, text = answer["raise"]
-                name, text = str(name)[:100], str(text)[:1000]
+                if type(name) is not str or type(text) is not str:
+                    raise TypeError
+                name, text = name[:100], text[:1000]
             except Exception:
                 self.fault("malformed answer from %s" % remote._label)
             cls = getattr(_builtins, name, None)
+            if name in CONTROL_FLOW:
+                self.fault("%s raised %s (control flow, not an error): %s" % (remote._label, name, text))
             if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
                 try:
                     exc = cls(text)
@@ -163,7 +267,8 @@ class Channel:
         if "handle" in answer and remote._is_class:
             return self.remote_handle(answer["handle"], "%s instance" % remote._label)
         if "notplain" in answer:
-            self.fault("%s returned a value that is not plain data: %s" % (remote._label, str(answer["notplain"])[:200]))
+            self.fault("%s returned a value that is not plain data: %s" % (remote._label,
+                                                                         bounded_repr(answer["notplain"], 200)))
         self.fault("malformed answer from %s" % remote._label)
 
 
@@ -232,7 +337,9 @@ def main():
         head = bytes(captured["bytes"]).decode("utf-8", "replace")
         if captured["total"] > len(captured["bytes"]):
             head += "\n[... %d more bytes]" % (captured["total"] - len(captured["bytes"]))
-        os.write(out, (json.dumps({"status": status, "reason": reason[:2000], "output": head}) + "\n").encode())
+        line = verdict_line(status, reason, head, job["verdict_bytes"])
+        while line:
+            line = line[os.write(out, line):]
 
     wall_s = job["limits"]["wall_s"]
     trusted = {"__name__": "__judge__"}
@@ -279,38 +386,17 @@ def main():
     channel = Channel(proc, start + wall_s, wall_s)
     status, reason = "passed", ""
     try:
-        channel.send({"program": job["program"], "setup": job["setup"], "names": remote_names,
-                      "limits": job["limits"]})
-        ready = channel.receive()
-        if "crash" in ready:
-            text = str(ready["crash"]).strip().splitlines()
-            raise ProgramFailed("the program failed to load: %s" % (text[-1][:300] if text else "?"))
-        if type(ready.get("ready")) is not dict:
-            channel.fault("malformed first answer")
-        scope = trusted  # the prefix's helpers see the proxies too
-        for name in remote_names:
-            desc = ready["ready"].get(name)
-            kind = desc[0] if type(desc) is list and desc else None
-            if kind in ("call", "class"):
-                scope[name] = Remote(channel, ["name", name], kind == "class", name)
-            elif kind == "value" and len(desc) == 2:
-                try:
-                    scope[name] = decode(desc[1])
-                except Exception:
-                    channel.fault("malformed value of %s" % name)
-            elif kind == "handle" and len(desc) == 2:
-                scope[name] = channel.remote_handle(desc[1], name)
-            # missing: the test's own NameError tells which
-        exec(compile(job["tests"], "<tests>", "exec"), scope)
-        if entry and "check" in scope and job["call_check"]:
-            scope["check"](scope[entry])
+        try:
+            channel.arm()
+            run_tests(channel, job, trusted, remote_names, entry)
+        finally:
+            channel.disarm()
     except Fault:
         pass
     except ProgramFailed as exc:
-        status, reason = "failed", str(exc)
+        status, reason = "failed", exc.args[0]
     except BaseException as exc:
-        status = "failed"
-        reason = "%s: %s" % (type(exc).__name__, str(exc)[:500]) if str(exc) else type(exc).__name__
+        status, reason = "failed", exception_text(exc)
     if channel.faults:  # caught by the tests or not, a fault is final
         status, reason = channel.faults[0]
     try:
@@ -320,6 +406,35 @@ def main():
     proc.wait()
     drainer.join(1.0)
     verdict(status, reason)
+
+
+def run_tests(channel, job, trusted, remote_names, entry):
+    """Load the program in the sandbox, bind the proxies, run the tests (raises on failure)."""
+    channel.send({"program": job["program"], "setup": job["setup"], "names": remote_names, "limits": job["limits"]})
+    ready = channel.receive()
+    if "crash" in ready:
+        crash = ready["crash"] if type(ready["crash"]) is str else "?"
+        text = crash[-2000:].strip().splitlines()
+        raise ProgramFailed("the program failed to load: %s" % (text[-1][:300] if text else "?"))
+    if type(ready.get("ready")) is not dict:
+        channel.fault("malformed first answer")
+    scope = trusted  # the prefix's helpers see the proxies too
+    for name in remote_names:
+        desc = ready["ready"].get(name)
+        kind = desc[0] if type(desc) is list and desc else None
+        if kind in ("call", "class"):
+            scope[name] = Remote(channel, ["name", name], kind == "class", name)
+        elif kind == "value" and len(desc) == 2:
+            try:
+                scope[name] = decode(desc[1])
+            except Exception:
+                channel.fault("malformed value of %s" % name)
+        elif kind == "handle" and len(desc) == 2:
+            scope[name] = channel.remote_handle(desc[1], name)
+        # missing: the test's own NameError tells which
+    exec(compile(job["tests"], "<tests>", "exec"), scope)
+    if entry and "check" in scope and job["call_check"]:
+        scope["check"](scope[entry])
 
 
 if __name__ == "__main__":

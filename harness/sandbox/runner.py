@@ -190,6 +190,12 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     return cmd
 
 
+def verdict_bytes(limits: Limits) -> int:
+    """The largest verdict line the judge may write (it cuts the program's output to fit; JSON escapes
+    can make a control character 6 bytes)."""
+    return 2 * limits.output_bytes + 8192
+
+
 def _judge_rlimits(limits: Limits) -> list[tuple[int, int]]:
     """The judge's own limits (it sets them first thing); the sandbox inherits them and lowers its own."""
     memory = (2 * limits.memory_mb + 512) << 20
@@ -206,7 +212,7 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
         else:
             command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
         job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
-               "judge_rlimits": _judge_rlimits(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
+               "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
                "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
                "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
                "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
@@ -218,7 +224,7 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
                                     env={"PATH": SAFE_PATH}, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
-        pump = _Pump(proc, json.dumps(job).encode(), limits.output_bytes)
+        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits), limits.output_bytes)
         try:
             exited = pump.run_until(start + limits.wall_s + GRACE_S)
             try:
@@ -229,19 +235,31 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
             code = proc.wait()
         finally:
             pump.close()
-        seconds = time.monotonic() - start
-        stderr = pump.out["stderr"].text()
-        try:
-            verdict = json.loads(pump.out["stdout"].head.decode())
-        except ValueError:
-            if not exited:
-                return Result("timeout", f"exceeded the {limits.wall_s:g} s wall-clock limit", "", stderr,
-                              seconds, code, mode_)
-            last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
-            return Result("error", f"judge failed (exit code {code}): {last}", "", stderr, seconds, code, mode_)
-        return Result(verdict["status"], verdict["reason"], verdict["output"], stderr, seconds, code, mode_)
+        return _verdict(pump, exited, code, time.monotonic() - start, limits, mode_)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _verdict(pump: _Pump, exited: bool, code: int, seconds: float, limits: Limits, mode_: str) -> Result:
+    """The judge's verdict, believed only from a judge that exited with status 0 and wrote exactly one."""
+    stderr = pump.out["stderr"].text()
+    out = pump.out["stdout"]
+    if not exited:
+        return Result("timeout", f"exceeded the {limits.wall_s:g} s wall-clock limit", "", stderr, seconds, code, mode_)
+    try:
+        if out.total > len(out.head):
+            raise ValueError("verdict larger than its cap")
+        verdict = json.loads(out.head.decode())
+        if not isinstance(verdict, dict) or verdict.get("status") not in ("passed", "failed", "timeout", "error"):
+            raise ValueError("not a verdict")
+        status, reason, output = verdict["status"], str(verdict["reason"]), str(verdict["output"])
+    except (ValueError, KeyError) as exc:
+        last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
+        return Result("error", f"judge failed (exit code {code}, {exc}): {last}", "", stderr, seconds, code, mode_)
+    if code != 0:  # e.g. killed after something wrote a "verdict" into its stdout (possible in the weak mode)
+        return Result("failed", f"the judge did not exit cleanly (exit code {code}): its verdict is not trusted",
+                      output, stderr, seconds, code, mode_)
+    return Result(status, reason, output, stderr, seconds, code, mode_)
 
 
 class _Capture:
@@ -264,10 +282,10 @@ class _Capture:
 class _Pump:
     """Feeds the payload to stdin and reads stdout and stderr without threads."""
 
-    def __init__(self, proc: subprocess.Popen, payload: bytes, cap: int):
+    def __init__(self, proc: subprocess.Popen, payload: bytes, stdout_cap: int, stderr_cap: int):
         self.proc, self.payload, self.sent = proc, payload, 0
         self.sel = selectors.DefaultSelector()
-        self.out = {"stdout": _Capture(4 * cap), "stderr": _Capture(cap)}
+        self.out = {"stdout": _Capture(stdout_cap), "stderr": _Capture(stderr_cap)}
         for name, fd in (("stdout", proc.stdout.fileno()), ("stderr", proc.stderr.fileno())):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, name)
