@@ -364,12 +364,15 @@ def main():
         os.setuid(uid)
 
     try:
-        proc = subprocess.Popen(job["command"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        command, keep_fds, info_fd = sandbox_fds(job)
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False,
-                                preexec_fn=drop if uid is not None else None)
+                                preexec_fn=drop if uid is not None else None, pass_fds=keep_fds)
     except OSError as exc:
         verdict("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc))
         return
+    for fd in keep_fds:
+        os.close(fd)
 
     def drain():
         while True:
@@ -388,6 +391,8 @@ def main():
     try:
         try:
             channel.arm()
+            if info_fd is not None:  # before the program is sent: nothing in the sandbox has run yet
+                report_sandbox_init(channel, info_fd, out)
             run_tests(channel, job, trusted, remote_names, entry)
         finally:
             channel.disarm()
@@ -406,6 +411,51 @@ def main():
     proc.wait()
     drainer.join(1.0)
     verdict(status, reason)
+
+
+def sandbox_fds(job):
+    """The sandbox command with its descriptors filled in: bubblewrap's seccomp filter (a memfd) and
+    its ``--info-fd`` (a pipe). Returns (command, descriptors to pass, read end of the info pipe)."""
+    import os
+
+    command, keep, info_read = list(job["command"]), [], None
+    if "@SECCOMP_FD@" in command:
+        fd = os.memfd_create("seccomp", 0)
+        os.write(fd, bytes.fromhex(job["seccomp"]))
+        os.lseek(fd, 0, os.SEEK_SET)
+        command[command.index("@SECCOMP_FD@")] = str(fd)
+        keep.append(fd)
+    if "@INFO_FD@" in command:
+        info_read, fd = os.pipe()
+        command[command.index("@INFO_FD@")] = str(fd)
+        keep.append(fd)
+    return command, tuple(keep), info_read
+
+
+def report_sandbox_init(channel, info_fd, out):
+    """Read the sandbox's init pid from bubblewrap and tell the harness (pid and start time), which
+    kills it at the end: the pid namespace dies with its init, whatever the program did to its parent."""
+    import json
+    import os
+
+    data = b""
+    while not data.endswith(b"}\n"):
+        chunk = os.read(info_fd, 4096)  # the deadline's alarm interrupts a bubblewrap that never writes
+        if not chunk:
+            break
+        data += chunk
+    os.close(info_fd)
+    try:
+        pid = json.loads(data)["child-pid"]
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (ValueError, KeyError, TypeError, OSError):
+        channel.fault("bubblewrap did not report the sandbox (%s)" % channel.exit_text(), "error")
+    if int(fields[1]) != channel.proc.pid:  # its parent must be the bwrap we started
+        channel.fault("the sandbox's init is not bubblewrap's child", "error")
+    line = (json.dumps({"sandbox_pid": pid, "start_time": int(fields[19])}) + "\n").encode()
+    while line:
+        line = line[os.write(out, line):]
 
 
 def run_tests(channel, job, trusted, remote_names, entry):
