@@ -316,32 +316,47 @@ def _confine(job):
         resource.setrlimit(res, (value, value))
 
 
-def main():
-    import importlib
-    import json
+class Output:
+    """The program's output (stdout and stderr together), read by a thread: the first ``cap`` bytes and
+    the total count."""
+
+    def __init__(self, fd, cap):
+        import threading
+
+        self.fd, self.cap, self.head, self.total = fd, cap, bytearray(), 0
+        self.thread = threading.Thread(target=self.drain, daemon=True)
+        self.thread.start()
+
+    def drain(self):
+        import os
+
+        while True:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return
+            self.total += len(chunk)
+            room = self.cap - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+
+    def text(self):
+        head = bytes(self.head).decode("utf-8", "replace")
+        more = self.total - len(self.head)
+        return head + "\n[... %d more bytes]" % more if more > 0 else head
+
+
+def write_all(fd, data):
     import os
-    import subprocess
+
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def trusted_scope(job):
+    """The tests' scope (the trusted prefix, standard modules) and the names to look up in the program."""
+    import importlib
     import sys
-    import threading
-    import time
 
-    start = time.monotonic()
-    job = json.loads(sys.stdin.buffer.read())
-    _confine(job)
-    out = os.dup(1)
-    os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
-    captured = {"bytes": bytearray(), "total": 0}
-    cap = job["limits"]["output_bytes"]
-
-    def verdict(status, reason=""):
-        head = bytes(captured["bytes"]).decode("utf-8", "replace")
-        if captured["total"] > len(captured["bytes"]):
-            head += "\n[... %d more bytes]" % (captured["total"] - len(captured["bytes"]))
-        line = verdict_line(status, reason, head, job["verdict_bytes"])
-        while line:
-            line = line[os.write(out, line):]
-
-    wall_s = job["limits"]["wall_s"]
     trusted = {"__name__": "__judge__"}
     if job["prefix"]:
         exec(compile(job["prefix"], "<trusted prefix>", "exec"), trusted)
@@ -356,6 +371,14 @@ def main():
     entry = job["entry_point"]
     if entry and entry not in remote_names:
         remote_names.append(entry)
+    return trusted, remote_names
+
+
+def start_sandbox(job):
+    """The sandbox process and the read end of bubblewrap's info pipe (None without one)."""
+    import os
+    import subprocess
+
     uid = job["uid_base"] + os.getpid() if job["uid_base"] else None
 
     def drop():  # as root: bwrap runs as a throwaway uid, which is what makes RLIMIT_NPROC hold inside
@@ -363,37 +386,44 @@ def main():
         os.setgid(uid)
         os.setuid(uid)
 
+    command, keep_fds, info_fd = sandbox_fds(job)
     try:
-        command, keep_fds, info_fd = sandbox_fds(job)
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False,
                                 preexec_fn=drop if uid is not None else None, pass_fds=keep_fds)
+    finally:
+        for fd in keep_fds:
+            os.close(fd)
+    return proc, info_fd
+
+
+def main():
+    import json
+    import os
+    import sys
+    import time
+
+    start = time.monotonic()
+    job = json.loads(sys.stdin.buffer.read())
+    _confine(job)
+    out = os.dup(1)
+    os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
+    trusted, remote_names = trusted_scope(job)
+    try:
+        proc, info_fd = start_sandbox(job)
     except OSError as exc:
-        verdict("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc))
+        write_all(out, verdict_line("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc), "",
+                                    job["verdict_bytes"]))
         return
-    for fd in keep_fds:
-        os.close(fd)
-
-    def drain():
-        while True:
-            chunk = os.read(proc.stderr.fileno(), 1 << 16)
-            if not chunk:
-                return
-            captured["total"] += len(chunk)
-            room = cap - len(captured["bytes"])
-            if room > 0:
-                captured["bytes"] += chunk[:room]
-
-    drainer = threading.Thread(target=drain, daemon=True)
-    drainer.start()
-    channel = Channel(proc, start + wall_s, wall_s)
+    output = Output(proc.stderr.fileno(), job["limits"]["output_bytes"])
+    channel = Channel(proc, start + job["limits"]["wall_s"], job["limits"]["wall_s"])
     status, reason = "passed", ""
     try:
         try:
             channel.arm()
             if info_fd is not None:  # before the program is sent: nothing in the sandbox has run yet
                 report_sandbox_init(channel, info_fd, out)
-            run_tests(channel, job, trusted, remote_names, entry)
+            run_tests(channel, job, trusted, remote_names, job["entry_point"])
         finally:
             channel.disarm()
     except Fault:
@@ -409,8 +439,8 @@ def main():
     except OSError:
         pass
     proc.wait()
-    drainer.join(1.0)
-    verdict(status, reason)
+    output.thread.join(1.0)
+    write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
 
 
 def sandbox_fds(job):
@@ -453,9 +483,7 @@ def report_sandbox_init(channel, info_fd, out):
         channel.fault("bubblewrap did not report the sandbox (%s)" % channel.exit_text(), "error")
     if int(fields[1]) != channel.proc.pid:  # its parent must be the bwrap we started
         channel.fault("the sandbox's init is not bubblewrap's child", "error")
-    line = (json.dumps({"sandbox_pid": pid, "start_time": int(fields[19])}) + "\n").encode()
-    while line:
-        line = line[os.write(out, line):]
+    write_all(out, (json.dumps({"sandbox_pid": pid, "start_time": int(fields[19])}) + "\n").encode())
 
 
 def run_tests(channel, job, trusted, remote_names, entry):
