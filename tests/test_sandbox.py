@@ -816,3 +816,17 @@ def test_memory_is_bounded_for_all_processes_together():
         pytest.skip(f"no cgroup v2 memory controller here: {cgroups.describe()}")
     result = sandbox.run_tests(MEMORY_TOGETHER, TESTS, limits=sandbox.Limits(wall_s=10, memory_mb=1024))
     assert not result.passed, result
+
+
+def test_the_judge_reports_the_real_sandbox_init(monkeypatch):
+    """With bubblewrap, the harness holds a pidfd on the sandbox's init (from --info-fd) when it kills."""
+    seen = []
+    original = sandbox._Pump.kill_sandbox
+
+    def record(pump):
+        seen.append(pump.sandbox_pidfd)
+        original(pump)
+
+    monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
+    assert sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=LIMIT)).passed
+    assert len(seen) == 1 and seen[0] is not None
