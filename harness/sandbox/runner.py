@@ -9,10 +9,14 @@ Three processes per sample (see ``docs/sandbox.md``):
   wall-clock limit (plus :data:`GRACE_S`);
 * the judge starts the **sandbox**: ``bwrap`` (bubblewrap) with new user, pid, ipc, net, uts and
   mount namespaces (``--unshare-all``), a read-only root holding only ``/usr`` (the interpreter and
-  its libraries), a fresh ``/proc`` and ``/dev``, a size-limited private tmpfs ``/tmp`` as working
-  directory, uid/gid 65534, ``--die-with-parent``, ``--new-session``, an empty environment, and in
-  it :mod:`.server` under ``python3 -I -B -S``, which sets the resource limits (address space, CPU
-  seconds, processes, file size, open files, no core) before any program code runs;
+  its libraries), a fresh ``/proc`` and a read-only ``/dev``, size-limited private tmpfs ``/tmp``
+  (working directory) and ``/dev/shm``, uid/gid 65534, ``--die-with-parent``, ``--new-session``, an
+  empty environment, the seccomp filter of :mod:`.seccomp`, and in it :mod:`.server` under
+  ``python3 -I -B -S``, which sets the resource limits (address space, CPU seconds, processes, file
+  size, open files, no core) before any program code runs. The judge reads the sandbox's init pid
+  from ``--info-fd`` and reports it (first line of its stdout); the harness kills that init (and so
+  its pid namespace) at the end, and, where cgroup v2 is writable (:mod:`.cgroups`), the sample's
+  own cgroup with ``cgroup.kill``;
 * the judge runs the tests; the names they use that the program defines are proxies that send
   plain-data arguments into the sandbox and get plain-data results back (:mod:`.wire`). The
   verdict is computed by the judge and reported on its stdout, which the program cannot reach.
