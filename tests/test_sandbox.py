@@ -830,3 +830,14 @@ def test_the_judge_reports_the_real_sandbox_init(monkeypatch):
     monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
     assert sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=LIMIT)).passed
     assert len(seen) == 1 and seen[0] is not None
+
+
+def test_a_verdict_just_under_its_cap_is_read_whole():
+    """The judge's verdict line may be as large as runner.verdict_bytes; in bubblewrap mode the sandbox line
+    comes before it, and the harness must still read both (14733 control characters: a 139,250-byte line)."""
+    limits = sandbox.Limits(wall_s=LIMIT)
+    program = GOOD + "import sys\nsys.stderr.write('\\x01' * 14733 + 'a' * (65536 - 14733))\n"
+    result = sandbox.run_tests(program, TESTS, limits=limits)
+    assert result.passed, result.reason
+    line = json.dumps({"status": "passed", "reason": "", "output": result.stdout}) + "\n"
+    assert sandbox.verdict_bytes(limits) - 20 < len(line.encode()) <= sandbox.verdict_bytes(limits)

@@ -244,7 +244,8 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
         except (OSError, subprocess.SubprocessError) as exc:
             return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
         group = _sample_cgroup(proc.pid, limits)  # before the job is sent: the judge has started nothing yet
-        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits), limits.output_bytes, mode_ == "bwrap")
+        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits) + 4096,  # + the sandbox line
+                     limits.output_bytes, mode_ == "bwrap")
         try:
             exited = pump.run_until(start + limits.wall_s + GRACE_S)
             try:
