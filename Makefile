@@ -26,14 +26,16 @@ install: $(BIN)/grpo-bench
 smoke: install bubblewrap
 	$(BIN)/grpo-bench run benchmarks/smoke.toml
 
-# bubblewrap: the code_tests reward's sandbox (docs/sandbox.md); installed with apt-get when we are root
+# bubblewrap: the code_tests reward's sandbox (docs/sandbox.md), and libseccomp2 for its seccomp filter;
+# installed with apt-get when we are root
 bubblewrap:
-	@if command -v bwrap >/dev/null 2>&1; then :; \
+	@if command -v bwrap >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2 '; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq bubblewrap; \
+		apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2; \
 	else \
-		echo "bubblewrap (bwrap) is missing: run 'sudo apt-get install -y bubblewrap'. Without it code_tests refuses" \
-		     "to score code (GRPO_BENCH_SANDBOX=weak runs it without namespaces; see docs/sandbox.md)."; \
+		echo "bubblewrap (bwrap) or libseccomp2 is missing: run 'sudo apt-get install -y bubblewrap libseccomp2'." \
+		     "Without them code_tests refuses to score code (GRPO_BENCH_SANDBOX=weak runs it without namespaces;" \
+		     "see docs/sandbox.md)."; \
 	fi
 
 # headless Chromium (Debian package) for the browser test of the HTML report; needs root and apt-get

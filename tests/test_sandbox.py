@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from grpo_bench.benchmark import DATA_DIR, reward_columns
 from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval, mbpp_entry_point
 from grpo_bench.plugins.rewards.code_tests import code_tests, extract_program
 from grpo_bench.sandbox import runner as sandbox
-from grpo_bench.sandbox import wire
+from grpo_bench.sandbox import cgroups, seccomp, wire
 from grpo_bench.scoring import RewardScorer
 
 LIMIT = 2.0  # sandbox wall-clock limit in these tests
@@ -157,6 +158,50 @@ def host():
     h.close()
 
 
+# attacks on the verdict itself (issue 25): a wrong program must score exactly 0.0 (not None), a right one 1.0
+VERDICT_ATTACKS = {
+    "StopIteration ends map() in the tests": (
+        "def add(a, b):\n    raise StopIteration\n", "assert all(map(lambda a: add(a, 1) == a + 1, [1, 2, 3]))\n"),
+    "StopIteration caught by the tests": (
+        "def add(a, b):\n    raise StopIteration\n",
+        "for a in range(3):\n    try:\n        assert add(a, 1) == a + 1\n    except StopIteration:\n        pass\n"),
+    "assert message of 10**5000": ("def add(a, b):\n    return 10 ** 5000\n", "assert add(2, 3) == 5, add(2, 3)\n"),
+    "64 kB of \\x01 on stderr (wrong program)": WRONG + "import sys\nsys.stderr.write('\\x01' * 65536)\n",
+    "64 kB of \\x01 on stderr (correct program)": GOOD + "import sys\nsys.stderr.write('\\x01' * 65536)\n",
+    "1 MB of \\x01 and non-BMP on stderr (correct program)": (
+        GOOD + "import sys\nsys.stderr.write(('\\x01' + chr(0x1F600)) * 2 ** 19)\n"),
+}
+EXPECTED = {name: 1.0 if "(correct program)" in name else 0.0 for name in VERDICT_ATTACKS}
+SYSCALLS = seccomp.numbers()
+LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+# attacks on the machine (issue 25): each program passes only if its attack worked
+MACHINE_ATTACKS = {
+    "ptrace the sandbox's init": GOOD + LIBC + "assert libc.ptrace(16, 1, 0, 0) == 0, 'PTRACE_ATTACH failed'\n",
+    "read the init's memory (process_vm_readv)": (
+        GOOD + LIBC + "buf = ctypes.create_string_buffer(8)\n"
+        "class IOV(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n"
+        "local, remote = IOV(ctypes.addressof(buf), 8), IOV(0x400000, 8)\n"
+        "assert libc.process_vm_readv(1, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == 8 or "
+        "ctypes.get_errno() not in (1, 13)\n"),
+    "kernel keyring (add a key, read it back)": (
+        GOOD + LIBC + f"key = libc.syscall({SYSCALLS['add_key']}, b'user', b'{MARK}', b'secret', 6, -3)\n"
+        "assert key > 0, 'add_key failed'\nbuf = ctypes.create_string_buffer(64)\n"
+        f"assert libc.syscall({SYSCALLS['keyctl']}, 11, key, buf, 64) == 6\n"),
+    "new user namespace (unshare)": GOOD + LIBC + "assert libc.unshare(0x10000000) == 0\n",
+    "write the root and /dev": (
+        GOOD + "for d in ('/', '/dev'):\n    open(d.rstrip('/') + '/pwned', 'wb').write(b'0' * 2 ** 20)\n"),
+    "fill /dev/shm past its size": (
+        GOOD + "for i in range(40):\n    with open(f'/dev/shm/f{i}', 'wb') as f:\n        f.write(b'0' * 2 ** 20)\n"),
+    "fill /tmp past its size (many small files)": (
+        GOOD + "for i in range(100):\n    with open(f'/tmp/f{i}', 'wb') as f:\n        f.write(b'0' * 2 ** 20)\n"),
+}
+
+
+def acceptable(name: str, value) -> bool:
+    """A hostile program scores 0.0 or None; a verdict attack exactly what its program deserves."""
+    return value == EXPECTED[name] if name in EXPECTED else value in (0.0, None)
+
+
 def cases(host: Host) -> dict[str, tuple[str, str, str]]:
     """case -> (program, tests, entry point). A 1.0 on any of them is a sandbox failure."""
     daemon = (f"import subprocess\nsubprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', "
@@ -248,6 +293,8 @@ def cases(host: Host) -> dict[str, tuple[str, str, str]]:
             "'rt')]\nexec(next(r['code'] for r in rows if r['task_id'] == 11))\n",
             MBPP_11.reward_columns()["tests"], MBPP_11.reward_columns()["entry_point"]),
     }
+    t.update(VERDICT_ATTACKS)
+    t.update(MACHINE_ATTACKS)
     out = {}
     for name, value in t.items():
         program, tests, entry = (value, TESTS, "") if isinstance(value, str) else (*value, "")[:3]
@@ -272,7 +319,7 @@ def test_hostile_programs_as_the_harness_user(host, monkeypatch):
     failures = []
     for name, (program, tests, entry) in cases(host).items():
         value = score(name, program, tests, entry_point=entry)
-        if value not in (0.0, None):
+        if not acceptable(name, value):
             failures.append(name)
     assert failures == []
     host.check_unchanged()
@@ -330,7 +377,7 @@ def test_hostile_programs_as_an_unprivileged_user(host):
     for name, value, seconds, status, reason, mode in rows:
         TABLE.append((name, user, value, seconds))
     assert {r[5] for r in rows} == {"bwrap"}
-    assert [r[0] for r in rows if r[1] not in (0.0, None)] == []
+    assert [r[0] for r in rows if not acceptable(r[0], r[1])] == []
     assert all(r[2] < LIMIT + SLACK for r in rows), [r for r in rows if r[2] >= LIMIT + SLACK]
     host.check_unchanged()
 
@@ -577,3 +624,220 @@ def test_every_reference_solution_passes():
                 assert failing == [], (bench.name, split)
     finally:
         scorer.close()
+
+
+@pytest.mark.parametrize("name", ["StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt",
+                                  "SystemExit"])
+def test_control_flow_exceptions_from_the_program_are_faults(name):
+    """PEP 479 for the program: even a test that catches everything cannot turn these into a pass."""
+    program = f"def f():\n    raise {name}\n"
+    result = sandbox.run_tests(program, "try:\n    f()\nexcept BaseException:\n    pass\n",
+                               limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status == "failed" and name in result.reason, result
+
+
+BLOCKED_SEND = """import os, signal, threading, time
+def add(a, b):
+    return a + b
+threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()
+"""
+
+
+def test_the_judges_own_deadline_covers_a_blocked_send():
+    """The program stops reading (SIGSTOP); a 1 MB argument fills the pipe. The judge's timer, not the
+    harness's kill at limit + 1.5 s, ends it: the judge exits 0 with a timeout verdict."""
+    tests = "assert add(1, 2) == 3\nimport time\ntime.sleep(0.6)\nassert add('x' * 10 ** 6, '') == 'x' * 10 ** 6\n"
+    result = sandbox.run_tests(BLOCKED_SEND, tests, limits=sandbox.Limits(wall_s=LIMIT))
+    TABLE.append(("blocked send (judge's own deadline)", "harness", result.status, result.seconds))
+    assert result.status == "timeout" and result.exit_code == 0, result
+    assert "wall-clock" in result.reason
+
+
+def test_the_judges_own_deadline_covers_decoding():
+    program = "def add(a, b):\n    return [[]] * 1500000\n"  # ~15 MB frames of empty lists, again and again
+    result = sandbox.run_tests(program, "for i in range(100):\n    assert len(add(i, 1)) > 0\n",
+                               limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.status == "timeout" and result.exit_code == 0, result
+
+
+FORGE_AND_KILL_THE_JUDGE = WRONG + """import os, signal
+judge = os.getppid()
+with open(f'/proc/{judge}/fd/3', 'w') as f:  # the verdict goes to a copy of its stdout, the first free fd
+    f.write('{"status": "passed", "reason": "", "output": ""}\\n')
+os.kill(judge, signal.SIGKILL)
+"""
+
+
+def test_weak_mode_rejects_the_verdict_of_a_judge_that_did_not_exit_cleanly(monkeypatch):
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    result = sandbox.run_tests(FORGE_AND_KILL_THE_JUDGE, TESTS, limits=sandbox.Limits(wall_s=LIMIT))
+    TABLE.append(("weak: forge the verdict, kill the judge", "harness", result.status, result.seconds))
+    assert result.exit_code == -9, result  # the attack did reach the judge in this mode
+    assert result.status == "failed" and "did not exit cleanly" in result.reason, result
+    assert code_tests([""], [fenced(FORGE_AND_KILL_THE_JUDGE)], tests=[TESTS]) == [0.0]
+
+
+def test_bounded_repr_and_exception_text():
+    from grpo_bench.sandbox import judge
+
+    assert judge.bounded_repr(10 ** 5000) == "<int of 16610 bits>"  # 10**5000 < 2**16610 (5000 * log2(10) = 16609.6)
+    assert judge.bounded_repr([1, "a", (2.5, None)]) == "[1, 'a', (2.5, None)]"
+    assert judge.bounded_repr("x" * 10 ** 6, 10) == "'xxxxxxxxxx'..."
+    assert len(judge.bounded_repr([[10 ** 5000] * 1000] * 1000)) < 2 * judge.TEXT_LIMIT
+    assert judge.bounded_repr({1: b"x"}) == "{1: b'x'}" and judge.bounded_repr(object()) == "<object>"
+    assert judge.exception_text(AssertionError(10 ** 5000)) == "AssertionError: <int of 16610 bits>"
+    assert judge.exception_text(ValueError("bad")) == "ValueError: bad" and judge.exception_text(KeyError()) == "KeyError"
+
+
+def test_verdict_line_is_capped_by_its_encoded_size():
+    from grpo_bench.sandbox import judge
+
+    for output in ("\x01" * 65536, "\U0001F600\x01" * 65536, "plain" * 100):
+        line = judge.verdict_line("passed", "\x02" * 5000, output, 20000)
+        verdict = json.loads(line)
+        assert len(line) <= 20000 and verdict["status"] == "passed"
+    assert json.loads(judge.verdict_line("failed", "r", "short", 20000)) == {"status": "failed", "reason": "r",
+                                                                           "output": "short"}
+
+
+SECCOMP_PROBE = """import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def probe(numbers):
+    out = {}
+    for name, number in numbers.items():
+        ctypes.set_errno(0)
+        rc = libc.syscall(number, 0, 0, 0, 0, 0, 0)  # null arguments: harmless even without the filter
+        out[name] = ctypes.get_errno() if rc == -1 else 0
+    return out
+"""
+
+
+def test_seccomp_denies_each_listed_call_inside_the_sandbox():
+    """Every call of the deny list (keyctl, so the keyring channel, included) fails with EPERM inside.
+    Without the filter most of these fail differently on null arguments (EFAULT, EINVAL, EBADF) or succeed."""
+    numbers = {name: n for name, n in SYSCALLS.items() if name not in ("vhangup",)}  # vhangup takes no argument
+    tests = f"got = probe({numbers!r})\nassert got == {{name: 1 for name in got}}, got\n"
+    result = sandbox.run_tests(SECCOMP_PROBE, tests, limits=sandbox.Limits(wall_s=10))
+    assert result.passed, result.reason
+    assert {"keyctl", "add_key", "request_key", "ptrace", "process_vm_readv", "process_vm_writev", "bpf",
+            "perf_event_open", "userfaultfd", "mount", "umount2", "unshare", "setns", "kexec_load",
+            "kexec_file_load", "init_module", "finit_module", "delete_module"} <= set(numbers)
+
+
+def test_seccomp_filter_is_libseccomp_bpf():
+    program = seccomp.bpf_program()
+    assert len(program) % 8 == 0 and 20 < len(program) // 8 < 4096  # struct sock_filter: 8 bytes each
+    code, jt, jf, k = struct.unpack_from("=HBBI", program, 0)
+    assert (code, k) == (0x20, 4)  # first: load seccomp_data.arch (offset 4), libseccomp's architecture check
+
+
+FAKE_JUDGE = r"""
+import json, os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", sys.argv[1]], start_new_session=True)
+start = int(open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[19])
+print(json.dumps({"sandbox_pid": child.pid, "start_time": start + int(sys.argv[2])}), flush=True)
+print(json.dumps({"status": "failed", "reason": "r", "output": ""}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("start_offset,killed", [(0, True), (1, False)])
+def test_the_harness_kills_the_sandbox_init_the_judge_reports(start_offset, killed):
+    """The init pid learnt through the judge (from bwrap's --info-fd) is killed by the harness, even when
+    it left the judge's session; a pid whose start time differs (recycled) is left alone."""
+    marker = f"{MARK}-init-{start_offset}"
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_JUDGE, marker, str(start_offset)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pump = sandbox._Pump(proc, b"", 1 << 16, 1 << 16, True)
+    try:
+        assert pump.run_until(time.monotonic() + 20)
+        pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
+        assert marked_processes(marker), "the stand-in for the sandbox's init did not start"
+        pump.kill_sandbox()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while marked_processes(marker) and time.monotonic() < deadline and killed:
+            time.sleep(0.05)
+        assert (marked_processes(marker) == []) == killed
+        assert json.loads(pump.out["stdout"].head[pump.verdict_start:])["reason"] == "r"
+    finally:
+        pump.close()
+        for pid in marked_processes(marker):
+            os.kill(pid, 9)
+
+
+SETSID_DAEMON = GOOD + """import os, subprocess
+subprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', '{marker}'], start_new_session=True)
+"""
+
+
+def test_a_cgroup_per_sample_kills_what_left_the_session(monkeypatch):
+    """In the weak mode (no pid namespace) a setsid daemon leaves the judge's process group; where cgroup v2
+    is writable the sample's cgroup (cgroup.kill) still takes it. Elsewhere this is documented as not covered."""
+    if cgroups.parent() is None:
+        pytest.skip(f"no writable cgroup v2 here: {cgroups.describe()}")
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+    marker = f"{MARK}-cgroup"
+    before = set(cgroups.parent()[0].iterdir())
+    result = sandbox.run_tests(SETSID_DAEMON.format(marker=marker), TESTS, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = marked_processes(marker)
+    for pid in survivors:
+        os.kill(pid, 9)
+    TABLE.append(("weak: setsid daemon (cgroup.kill)", "harness", len(survivors), result.seconds))
+    assert survivors == []
+    assert {p for p in cgroups.parent()[0].iterdir() if p.is_dir()} <= {p for p in before if p.is_dir()}
+
+
+def test_describe_reports_the_os_limits():
+    info = sandbox.describe()
+    assert "EPERM" in info["seccomp"] and "read-only" in info["writable"] and info["cgroup"]
+
+
+MEMORY_TOGETHER = GOOD + """import os
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = b'1' * (400 << 20)  # written, so resident
+        os._exit(0)
+    children.append(pid)
+assert all(os.waitpid(pid, 0)[1] == 0 for pid in children), 'a child was killed'
+"""
+
+
+def test_memory_is_bounded_for_all_processes_together():
+    """4 processes x 400 MB pass the per-process RLIMIT_AS of 1 GB; the sample's memory.max must stop them.
+    Runs only where the cgroup v2 memory controller can be used (not on the hybrid development machine)."""
+    found = cgroups.parent()
+    if found is None or "memory" not in found[1]:
+        pytest.skip(f"no cgroup v2 memory controller here: {cgroups.describe()}")
+    result = sandbox.run_tests(MEMORY_TOGETHER, TESTS, limits=sandbox.Limits(wall_s=10, memory_mb=1024))
+    assert not result.passed, result
+
+
+def test_the_judge_reports_the_real_sandbox_init(monkeypatch):
+    """With bubblewrap, the harness holds a pidfd on the sandbox's init (from --info-fd) when it kills."""
+    seen = []
+    original = sandbox._Pump.kill_sandbox
+
+    def record(pump):
+        seen.append(pump.sandbox_pidfd)
+        original(pump)
+
+    monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
+    assert sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=LIMIT)).passed
+    assert len(seen) == 1 and seen[0] is not None
+
+
+def test_a_verdict_just_under_its_cap_is_read_whole():
+    """The judge's verdict line may be as large as runner.verdict_bytes; in bubblewrap mode the sandbox line
+    comes before it, and the harness must still read both (14733 control characters: a 139,250-byte line)."""
+    limits = sandbox.Limits(wall_s=LIMIT)
+    program = GOOD + "import sys\nsys.stderr.write('\\x01' * 14733 + 'a' * (65536 - 14733))\n"
+    result = sandbox.run_tests(program, TESTS, limits=limits)
+    assert result.passed, result.reason
+    line = json.dumps({"status": "passed", "reason": "", "output": result.stdout}) + "\n"
+    assert sandbox.verdict_bytes(limits) - 20 < len(line.encode()) <= sandbox.verdict_bytes(limits)

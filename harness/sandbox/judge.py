@@ -13,11 +13,19 @@ not plain data, broke the protocol) raises :class:`Fault`, a ``BaseException`` s
 ``except Exception`` cannot swallow it, and is recorded: a run with a fault never passes, even if
 the test code caught it. An exception the program raised is re-raised here as the built-in
 exception of that name (``ValueError``...), or :class:`RemoteError` for other names, so that tests
-expecting an exception still work; its message is the program's text, nothing more.
+expecting an exception still work; its message is the program's text, nothing more. The
+exceptions that steer control flow rather than report an error (:data:`CONTROL_FLOW`:
+``StopIteration`` silently ends ``map``/``all``/``zip``...) are faults, as PEP 479 does for
+generators.
+
+Nothing here may die or overflow on the program's data: every text built from it is bounded
+before it is built (:func:`bounded_repr`, :func:`exception_text`; ``str(10**5000)`` raises), the
+verdict is capped by its encoded size (:func:`verdict_line`), and the deadline is a ``SIGALRM``
+timer that raises a fault wherever the judge is (a blocked ``send``, decoding, the tests).
 """
 
 try:  # imported as a module (documentation, tests); in use wire.py's source comes first
-    from .wire import NotPlain, decode, dumps, encode, loads
+    from .wire import NotPlain, _type_name, decode, dumps, encode, loads
 except ImportError:
     pass
 
@@ -34,6 +42,78 @@ class ProgramFailed(Exception):
 
 class RemoteError(Exception):
     """The program raised an exception that is not a built-in one (only its type name and message cross)."""
+
+
+#: exceptions that are control flow, not errors: from the program they are faults (PEP 479)
+CONTROL_FLOW = ("StopIteration", "StopAsyncIteration", "GeneratorExit", "KeyboardInterrupt", "SystemExit")
+TEXT_LIMIT = 500  # characters of any text built from the program's data
+
+
+def bounded_repr(value, limit=TEXT_LIMIT, depth=0):
+    """``repr`` of plain data in at most about ``limit`` characters, never formatting anything larger.
+
+    Other objects are named by type only (their ``__repr__`` is not called).
+    """
+    t = type(value)
+    if value is None or t in (bool, float, complex):
+        return repr(value)
+    if t is int:
+        bits = value.bit_length()
+        return repr(value) if bits <= 3 * limit else "<int of %d bits>" % bits
+    if t in (str, bytes, bytearray):
+        text = repr(value[:limit])
+        return text if len(value) <= limit else text + "..."
+    if t in (list, tuple, set, frozenset, dict):
+        if depth >= 4:
+            return "<%s of %d items>" % (t.__name__, len(value))
+        items = dict.items(value) if t is dict else value
+        parts, used = [], 0
+        for item in items:
+            if used > limit:
+                parts.append("...")
+                break
+            text = ("%s: %s" % (bounded_repr(item[0], limit // 2, depth + 1),
+                                bounded_repr(item[1], limit // 2, depth + 1)) if t is dict
+                    else bounded_repr(item, limit // 2, depth + 1))
+            parts.append(text)
+            used += len(text) + 2
+        return "%s%s%s" % ("{" if t in (dict, set, frozenset) else "(" if t is tuple else "[", ", ".join(parts),
+                           "}" if t in (dict, set, frozenset) else ")" if t is tuple else "]")
+    return "<%s>" % _type_name(value)
+
+
+def exception_text(exc, limit=TEXT_LIMIT):
+    """``Type: message`` of an exception, its message bounded before it is built."""
+    try:
+        args = tuple.__iter__(BaseException.__getattribute__(exc, "args"))
+        args = tuple(args)
+        if len(args) == 1 and type(args[0]) is str:
+            message = args[0][:limit]
+        elif args:
+            message = bounded_repr(args[0] if len(args) == 1 else args, limit)
+        else:
+            message = ""
+    except Exception:
+        message = "?"
+    name = str(getattr(type(exc), "__name__", "?"))[:100]
+    return "%s: %s" % (name, message) if message else name
+
+
+def verdict_line(status, reason, output, max_bytes):
+    """The verdict as one JSON line of at most ``max_bytes`` bytes (at least 1024): the output is cut to
+    fit first, then the reason; never the line itself."""
+    import json
+
+    reason = reason[:2000]
+    while True:
+        line = (json.dumps({"status": status, "reason": reason, "output": output}) + "\n").encode()
+        if len(line) <= max_bytes:
+            return line
+        if output:
+            keep = len(output) * (max_bytes // 2) // len(line)
+            output = output[:keep] + "\n[... output cut to fit the verdict]" if keep > 64 else ""
+        else:
+            reason = reason[:len(reason) // 2]
 
 
 class Remote:
@@ -63,6 +143,26 @@ class Channel:
         self.buffer = b""
         self.faults = []
         self.handles = {}
+        self.armed = False
+
+    def arm(self):
+        """From now on the deadline raises a fault wherever the judge is (and again every 50 ms)."""
+        import signal
+        import time
+
+        signal.signal(signal.SIGALRM, self.on_alarm)
+        self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, max(1e-3, self.deadline - time.monotonic()), 0.05)
+
+    def disarm(self):
+        import signal
+
+        self.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def on_alarm(self, signum, frame):
+        if self.armed:
+            self.fault("exceeded the %g s wall-clock limit" % self.wall_s, "timeout")
 
     def fault(self, reason, status="failed"):
         if not self.faults:
@@ -146,10 +246,14 @@ class Channel:
         if "raise" in answer:
             try:
                 name, text = answer["raise"]
-                name, text = str(name)[:100], str(text)[:1000]
+                if type(name) is not str or type(text) is not str:
+                    raise TypeError
+                name, text = name[:100], text[:1000]
             except Exception:
                 self.fault("malformed answer from %s" % remote._label)
             cls = getattr(_builtins, name, None)
+            if name in CONTROL_FLOW:
+                self.fault("%s raised %s (control flow, not an error): %s" % (remote._label, name, text))
             if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
                 try:
                     exc = cls(text)
@@ -163,7 +267,8 @@ class Channel:
         if "handle" in answer and remote._is_class:
             return self.remote_handle(answer["handle"], "%s instance" % remote._label)
         if "notplain" in answer:
-            self.fault("%s returned a value that is not plain data: %s" % (remote._label, str(answer["notplain"])[:200]))
+            self.fault("%s returned a value that is not plain data: %s" % (remote._label,
+                                                                         bounded_repr(answer["notplain"], 200)))
         self.fault("malformed answer from %s" % remote._label)
 
 
@@ -211,30 +316,47 @@ def _confine(job):
         resource.setrlimit(res, (value, value))
 
 
-def main():
-    import importlib
-    import json
+class Output:
+    """The program's output (stdout and stderr together), read by a thread: the first ``cap`` bytes and
+    the total count."""
+
+    def __init__(self, fd, cap):
+        import threading
+
+        self.fd, self.cap, self.head, self.total = fd, cap, bytearray(), 0
+        self.thread = threading.Thread(target=self.drain, daemon=True)
+        self.thread.start()
+
+    def drain(self):
+        import os
+
+        while True:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return
+            self.total += len(chunk)
+            room = self.cap - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+
+    def text(self):
+        head = bytes(self.head).decode("utf-8", "replace")
+        more = self.total - len(self.head)
+        return head + "\n[... %d more bytes]" % more if more > 0 else head
+
+
+def write_all(fd, data):
     import os
-    import subprocess
+
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def trusted_scope(job):
+    """The tests' scope (the trusted prefix, standard modules) and the names to look up in the program."""
+    import importlib
     import sys
-    import threading
-    import time
 
-    start = time.monotonic()
-    job = json.loads(sys.stdin.buffer.read())
-    _confine(job)
-    out = os.dup(1)
-    os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
-    captured = {"bytes": bytearray(), "total": 0}
-    cap = job["limits"]["output_bytes"]
-
-    def verdict(status, reason=""):
-        head = bytes(captured["bytes"]).decode("utf-8", "replace")
-        if captured["total"] > len(captured["bytes"]):
-            head += "\n[... %d more bytes]" % (captured["total"] - len(captured["bytes"]))
-        os.write(out, (json.dumps({"status": status, "reason": reason[:2000], "output": head}) + "\n").encode())
-
-    wall_s = job["limits"]["wall_s"]
     trusted = {"__name__": "__judge__"}
     if job["prefix"]:
         exec(compile(job["prefix"], "<trusted prefix>", "exec"), trusted)
@@ -249,6 +371,14 @@ def main():
     entry = job["entry_point"]
     if entry and entry not in remote_names:
         remote_names.append(entry)
+    return trusted, remote_names
+
+
+def start_sandbox(job):
+    """The sandbox process and the read end of bubblewrap's info pipe (None without one)."""
+    import os
+    import subprocess
+
     uid = job["uid_base"] + os.getpid() if job["uid_base"] else None
 
     def drop():  # as root: bwrap runs as a throwaway uid, which is what makes RLIMIT_NPROC hold inside
@@ -256,61 +386,52 @@ def main():
         os.setgid(uid)
         os.setuid(uid)
 
+    command, keep_fds, info_fd = sandbox_fds(job)
     try:
-        proc = subprocess.Popen(job["command"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=job["cwd"], env=job["env"], start_new_session=False,
-                                preexec_fn=drop if uid is not None else None)
+                                preexec_fn=drop if uid is not None else None, pass_fds=keep_fds)
+    finally:
+        for fd in keep_fds:
+            os.close(fd)
+    return proc, info_fd
+
+
+def main():
+    import json
+    import os
+    import sys
+    import time
+
+    start = time.monotonic()
+    job = json.loads(sys.stdin.buffer.read())
+    _confine(job)
+    out = os.dup(1)
+    os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
+    trusted, remote_names = trusted_scope(job)
+    try:
+        proc, info_fd = start_sandbox(job)
     except OSError as exc:
-        verdict("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc))
+        write_all(out, verdict_line("error", "sandbox could not start: %s: %s" % (type(exc).__name__, exc), "",
+                                    job["verdict_bytes"]))
         return
-
-    def drain():
-        while True:
-            chunk = os.read(proc.stderr.fileno(), 1 << 16)
-            if not chunk:
-                return
-            captured["total"] += len(chunk)
-            room = cap - len(captured["bytes"])
-            if room > 0:
-                captured["bytes"] += chunk[:room]
-
-    drainer = threading.Thread(target=drain, daemon=True)
-    drainer.start()
-    channel = Channel(proc, start + wall_s, wall_s)
+    output = Output(proc.stderr.fileno(), job["limits"]["output_bytes"])
+    channel = Channel(proc, start + job["limits"]["wall_s"], job["limits"]["wall_s"])
     status, reason = "passed", ""
     try:
-        channel.send({"program": job["program"], "setup": job["setup"], "names": remote_names,
-                      "limits": job["limits"]})
-        ready = channel.receive()
-        if "crash" in ready:
-            text = str(ready["crash"]).strip().splitlines()
-            raise ProgramFailed("the program failed to load: %s" % (text[-1][:300] if text else "?"))
-        if type(ready.get("ready")) is not dict:
-            channel.fault("malformed first answer")
-        scope = trusted  # the prefix's helpers see the proxies too
-        for name in remote_names:
-            desc = ready["ready"].get(name)
-            kind = desc[0] if type(desc) is list and desc else None
-            if kind in ("call", "class"):
-                scope[name] = Remote(channel, ["name", name], kind == "class", name)
-            elif kind == "value" and len(desc) == 2:
-                try:
-                    scope[name] = decode(desc[1])
-                except Exception:
-                    channel.fault("malformed value of %s" % name)
-            elif kind == "handle" and len(desc) == 2:
-                scope[name] = channel.remote_handle(desc[1], name)
-            # missing: the test's own NameError tells which
-        exec(compile(job["tests"], "<tests>", "exec"), scope)
-        if entry and "check" in scope and job["call_check"]:
-            scope["check"](scope[entry])
+        try:
+            channel.arm()
+            if info_fd is not None:  # before the program is sent: nothing in the sandbox has run yet
+                report_sandbox_init(channel, info_fd, out)
+            run_tests(channel, job, trusted, remote_names, job["entry_point"])
+        finally:
+            channel.disarm()
     except Fault:
         pass
     except ProgramFailed as exc:
-        status, reason = "failed", str(exc)
+        status, reason = "failed", exc.args[0]
     except BaseException as exc:
-        status = "failed"
-        reason = "%s: %s" % (type(exc).__name__, str(exc)[:500]) if str(exc) else type(exc).__name__
+        status, reason = "failed", exception_text(exc)
     if channel.faults:  # caught by the tests or not, a fault is final
         status, reason = channel.faults[0]
     try:
@@ -318,8 +439,80 @@ def main():
     except OSError:
         pass
     proc.wait()
-    drainer.join(1.0)
-    verdict(status, reason)
+    output.thread.join(1.0)
+    write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
+
+
+def sandbox_fds(job):
+    """The sandbox command with its descriptors filled in: bubblewrap's seccomp filter (a memfd) and
+    its ``--info-fd`` (a pipe). Returns (command, descriptors to pass, read end of the info pipe)."""
+    import os
+
+    command, keep, info_read = list(job["command"]), [], None
+    if "@SECCOMP_FD@" in command:
+        fd = os.memfd_create("seccomp", 0)
+        os.write(fd, bytes.fromhex(job["seccomp"]))
+        os.lseek(fd, 0, os.SEEK_SET)
+        command[command.index("@SECCOMP_FD@")] = str(fd)
+        keep.append(fd)
+    if "@INFO_FD@" in command:
+        info_read, fd = os.pipe()
+        command[command.index("@INFO_FD@")] = str(fd)
+        keep.append(fd)
+    return command, tuple(keep), info_read
+
+
+def report_sandbox_init(channel, info_fd, out):
+    """Read the sandbox's init pid from bubblewrap and tell the harness (pid and start time), which
+    kills it at the end: the pid namespace dies with its init, whatever the program did to its parent."""
+    import json
+    import os
+
+    data = b""
+    while not data.endswith(b"}\n"):
+        chunk = os.read(info_fd, 4096)  # the deadline's alarm interrupts a bubblewrap that never writes
+        if not chunk:
+            break
+        data += chunk
+    os.close(info_fd)
+    try:
+        pid = json.loads(data)["child-pid"]
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (ValueError, KeyError, TypeError, OSError):
+        channel.fault("bubblewrap did not report the sandbox (%s)" % channel.exit_text(), "error")
+    if int(fields[1]) != channel.proc.pid:  # its parent must be the bwrap we started
+        channel.fault("the sandbox's init is not bubblewrap's child", "error")
+    write_all(out, (json.dumps({"sandbox_pid": pid, "start_time": int(fields[19])}) + "\n").encode())
+
+
+def run_tests(channel, job, trusted, remote_names, entry):
+    """Load the program in the sandbox, bind the proxies, run the tests (raises on failure)."""
+    channel.send({"program": job["program"], "setup": job["setup"], "names": remote_names, "limits": job["limits"]})
+    ready = channel.receive()
+    if "crash" in ready:
+        crash = ready["crash"] if type(ready["crash"]) is str else "?"
+        text = crash[-2000:].strip().splitlines()
+        raise ProgramFailed("the program failed to load: %s" % (text[-1][:300] if text else "?"))
+    if type(ready.get("ready")) is not dict:
+        channel.fault("malformed first answer")
+    scope = trusted  # the prefix's helpers see the proxies too
+    for name in remote_names:
+        desc = ready["ready"].get(name)
+        kind = desc[0] if type(desc) is list and desc else None
+        if kind in ("call", "class"):
+            scope[name] = Remote(channel, ["name", name], kind == "class", name)
+        elif kind == "value" and len(desc) == 2:
+            try:
+                scope[name] = decode(desc[1])
+            except Exception:
+                channel.fault("malformed value of %s" % name)
+        elif kind == "handle" and len(desc) == 2:
+            scope[name] = channel.remote_handle(desc[1], name)
+        # missing: the test's own NameError tells which
+    exec(compile(job["tests"], "<tests>", "exec"), scope)
+    if entry and "check" in scope and job["call_check"]:
+        scope["check"](scope[entry])
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ Three processes per sample (see ``docs/sandbox.md``):
   wall-clock limit (plus :data:`GRACE_S`);
 * the judge starts the **sandbox**: ``bwrap`` (bubblewrap) with new user, pid, ipc, net, uts and
   mount namespaces (``--unshare-all``), a read-only root holding only ``/usr`` (the interpreter and
-  its libraries), a fresh ``/proc`` and ``/dev``, a size-limited private tmpfs ``/tmp`` as working
-  directory, uid/gid 65534, ``--die-with-parent``, ``--new-session``, an empty environment, and in
-  it :mod:`.server` under ``python3 -I -B -S``, which sets the resource limits (address space, CPU
-  seconds, processes, file size, open files, no core) before any program code runs;
+  its libraries), a fresh ``/proc`` and a read-only ``/dev``, size-limited private tmpfs ``/tmp``
+  (working directory) and ``/dev/shm``, uid/gid 65534, ``--die-with-parent``, ``--new-session``, an
+  empty environment, the seccomp filter of :mod:`.seccomp`, and in it :mod:`.server` under
+  ``python3 -I -B -S``, which sets the resource limits (address space, CPU seconds, processes, file
+  size, open files, no core) before any program code runs. The judge reads the sandbox's init pid
+  from ``--info-fd`` and reports it (first line of its stdout); the harness kills that init (and so
+  its pid namespace) at the end, and, where cgroup v2 is writable (:mod:`.cgroups`), the sample's
+  own cgroup with ``cgroup.kill``;
 * the judge runs the tests; the names they use that the program defines are proxies that send
   plain-data arguments into the sandbox and get plain-data results back (:mod:`.wire`). The
   verdict is computed by the judge and reported on its stdout, which the program cannot reach.
@@ -47,6 +51,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cgroups, seccomp
+
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
@@ -80,6 +86,7 @@ class Limits:
     file_mb: int = 16  # largest file it may write (RLIMIT_FSIZE)
     nofile: int = 64  # open files (RLIMIT_NOFILE)
     scratch_mb: int = 64  # size of the private tmpfs /tmp (bubblewrap only)
+    shm_mb: int = 16  # size of the private tmpfs /dev/shm (bubblewrap only); / and /dev are read-only
     output_bytes: int = 64 * 1024  # kept of the program's output and of the judge's
 
 
@@ -116,6 +123,11 @@ def _probe(mode: str, python: str) -> str | None:
         return "bwrap (bubblewrap) is not installed: apt-get install bubblewrap"
     if not os.path.isfile(python):
         return f"no interpreter {python} for the sandbox (set {PYTHON_ENV})"
+    if mode == "bwrap":
+        try:
+            seccomp.bpf_program()
+        except seccomp.SeccompUnavailable as exc:
+            return f"no seccomp filter: {exc}"
     r = _run(mode, "def f(x):\n    return x * 7\n", "assert f(6) == 42\n", None, "", "", Limits(wall_s=15.0))
     return None if r.passed else f"{r.status}: {r.reason} {r.stdout[-300:]}".strip()
 
@@ -153,7 +165,11 @@ def describe() -> dict:
     if m == "bwrap":
         out["bwrap_runs_as"] = ("a throwaway uid" if _drop_uid() else
                                 "root (RLIMIT_NPROC not enforced)" if os.geteuid() == 0 else "the harness's uid")
+    out["cgroup"] = cgroups.describe()
     if m == "bwrap":
+        limits = Limits()
+        out["seccomp"] = f"{len(seccomp.DENIED)} calls and namespace flags of clone denied (EPERM), clone3 ENOSYS"
+        out["writable"] = f"/tmp {limits.scratch_mb} MB + /dev/shm {limits.shm_mb} MB (tmpfs); / and /dev read-only"
         try:
             out["bwrap"] = subprocess.run(["bwrap", "--version"], capture_output=True, text=True,
                                           env={"PATH": SAFE_PATH}, timeout=10).stdout.strip()
@@ -185,9 +201,17 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
     if not prefix.startswith("/usr"):  # an interpreter installed elsewhere: its prefix, read-only
         cmd += ["--ro-bind", prefix, prefix]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp",
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm",
+            "--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
+            "--seccomp", "@SECCOMP_FD@", "--info-fd", "@INFO_FD@",  # the judge fills in the descriptors
             "--chdir", "/tmp", python, "-I", "-B", "-S", "-c", SERVER]
     return cmd
+
+
+def verdict_bytes(limits: Limits) -> int:
+    """The largest verdict line the judge may write (it cuts the program's output to fit; JSON escapes
+    can make a control character 6 bytes)."""
+    return 2 * limits.output_bytes + 8192
 
 
 def _judge_rlimits(limits: Limits) -> list[tuple[int, int]]:
@@ -206,8 +230,9 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
         else:
             command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
         job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
-               "judge_rlimits": _judge_rlimits(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
+               "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
                "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
+               "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
                "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
                "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
                           "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
@@ -218,30 +243,63 @@ def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_co
                                     env={"PATH": SAFE_PATH}, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
             return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
-        pump = _Pump(proc, json.dumps(job).encode(), limits.output_bytes)
+        group = _sample_cgroup(proc.pid, limits)  # before the job is sent: the judge has started nothing yet
+        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits) + 4096,  # + the sandbox line
+                     limits.output_bytes, mode_ == "bwrap")
         try:
             exited = pump.run_until(start + limits.wall_s + GRACE_S)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
             except OSError:
                 pass
+            pump.kill_sandbox()  # the sandbox's init, and with it its pid namespace (it has its own session)
+            if group is not None:
+                group.kill()  # and everything else the sample started, wherever it went
             pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
             code = proc.wait()
         finally:
             pump.close()
-        seconds = time.monotonic() - start
-        stderr = pump.out["stderr"].text()
-        try:
-            verdict = json.loads(pump.out["stdout"].head.decode())
-        except ValueError:
-            if not exited:
-                return Result("timeout", f"exceeded the {limits.wall_s:g} s wall-clock limit", "", stderr,
-                              seconds, code, mode_)
-            last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
-            return Result("error", f"judge failed (exit code {code}): {last}", "", stderr, seconds, code, mode_)
-        return Result(verdict["status"], verdict["reason"], verdict["output"], stderr, seconds, code, mode_)
+            if group is not None:
+                group.remove()
+        return _verdict(pump, exited, code, time.monotonic() - start, limits, mode_)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sample_cgroup(judge_pid: int, limits: Limits) -> cgroups.SampleCgroup | None:
+    """The sample's own cgroup with the judge in it, where cgroup v2 is writable (see :mod:`.cgroups`)."""
+    memory = (limits.memory_mb + limits.scratch_mb + limits.shm_mb + 256) << 20  # program, tmpfs, judge
+    group = cgroups.create(memory, limits.nproc + 8)
+    if group is None:
+        return None
+    try:
+        group.add(judge_pid)
+    except OSError:
+        group.remove(0)
+        return None
+    return group
+
+
+def _verdict(pump: _Pump, exited: bool, code: int, seconds: float, limits: Limits, mode_: str) -> Result:
+    """The judge's verdict, believed only from a judge that exited with status 0 and wrote exactly one."""
+    stderr = pump.out["stderr"].text()
+    out = pump.out["stdout"]
+    if not exited:
+        return Result("timeout", f"exceeded the {limits.wall_s:g} s wall-clock limit", "", stderr, seconds, code, mode_)
+    try:
+        if out.total > len(out.head):
+            raise ValueError("verdict larger than its cap")
+        verdict = json.loads(out.head[pump.verdict_start:].decode())
+        if not isinstance(verdict, dict) or verdict.get("status") not in ("passed", "failed", "timeout", "error"):
+            raise ValueError("not a verdict")
+        status, reason, output = verdict["status"], str(verdict["reason"]), str(verdict["output"])
+    except (ValueError, KeyError) as exc:
+        last = stderr.strip().splitlines()[-1][:300] if stderr.strip() else ""
+        return Result("error", f"judge failed (exit code {code}, {exc}): {last}", "", stderr, seconds, code, mode_)
+    if code != 0:  # e.g. killed after something wrote a "verdict" into its stdout (possible in the weak mode)
+        return Result("failed", f"the judge did not exit cleanly (exit code {code}): its verdict is not trusted",
+                      output, stderr, seconds, code, mode_)
+    return Result(status, reason, output, stderr, seconds, code, mode_)
 
 
 class _Capture:
@@ -264,10 +322,12 @@ class _Capture:
 class _Pump:
     """Feeds the payload to stdin and reads stdout and stderr without threads."""
 
-    def __init__(self, proc: subprocess.Popen, payload: bytes, cap: int):
+    def __init__(self, proc: subprocess.Popen, payload: bytes, stdout_cap: int, stderr_cap: int,
+                 sandbox_line: bool):
         self.proc, self.payload, self.sent = proc, payload, 0
+        self.sandbox_line, self.verdict_start, self.sandbox_pidfd = sandbox_line, 0, None
         self.sel = selectors.DefaultSelector()
-        self.out = {"stdout": _Capture(4 * cap), "stderr": _Capture(cap)}
+        self.out = {"stdout": _Capture(stdout_cap), "stderr": _Capture(stderr_cap)}
         for name, fd in (("stdout", proc.stdout.fileno()), ("stderr", proc.stderr.fileno())):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, name)
@@ -320,12 +380,45 @@ class _Pump:
                 data = b""
             if data:
                 self.out[name].add(data)
+                if name == "stdout" and self.sandbox_line:
+                    self._watch_sandbox()
             else:
                 self.sel.unregister(key.fd)
 
+    def _watch_sandbox(self) -> None:
+        """The judge's first line (bubblewrap mode): the sandbox's init, opened as a pidfd at once."""
+        head = bytes(self.out["stdout"].head)
+        if b"\n" not in head:
+            return
+        self.sandbox_line = False
+        line = head.split(b"\n", 1)[0]
+        try:
+            info = json.loads(line)
+            pid = int(info["sandbox_pid"])
+        except (ValueError, KeyError, TypeError):
+            return  # not the sandbox's line: no sandbox started (the verdict says why)
+        self.verdict_start = len(line) + 1
+        try:
+            pidfd = os.pidfd_open(pid)
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        if int(stat[19]) == info.get("start_time"):  # the same process, not a recycled pid
+            self.sandbox_pidfd = pidfd
+        else:
+            os.close(pidfd)
+
+    def kill_sandbox(self) -> None:
+        if self.sandbox_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.sandbox_pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+
     def close(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
+        for fd in (self.pidfd, self.sandbox_pidfd):
+            if fd is not None:
+                os.close(fd)
         self.sel.close()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
