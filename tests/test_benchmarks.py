@@ -23,6 +23,21 @@ def test_arith_test_split_is_disjoint_from_train_beyond_level_one():
     assert not any(p.prompt in train for p in bench.problems("test"))
 
 
+def test_arith_version_2_test_is_unique_and_never_in_train():
+    """Version 2: every test problem once, none in train, level 1 in train only; version 1 unchanged."""
+    reg = default_registry()
+    for name, levels in (("arith", {2, 3}), ("arith-hard", {4, 5})):
+        v1, v2 = reg.get("benchmarks", name), reg.get("benchmarks", name).at_version(2)
+        assert (v1.version, v2.version, v2.describe()["version"]) == (1, 2, 2)
+        test, train = v2.problems("test"), v2.problems("train")
+        prompts = [p.prompt for p in test]
+        assert len(prompts) == len(set(prompts)) == 500 and len(train) == 5000
+        assert not set(prompts) & {p.prompt for p in train}
+        assert {p.columns["level"] for p in test} == levels
+        assert [p.prompt for p in v1.problems("test")[:3]] == [p.prompt for p in Arith(name, v1.levels).problems("test")[:3]]
+    assert {p.columns["level"] for p in reg.get("benchmarks", "arith").at_version(2).problems("train")} == {1, 2, 3}
+
+
 def test_bundled_math_benchmarks_load():
     reg = default_registry()
     gsm = reg.get("benchmarks", "gsm8k")

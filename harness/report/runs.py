@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from ..config.suite import without_legacy_values
+from ..config.suite import without_legacy_targets, without_legacy_values
 from ..errors import UserError
 from ..io import read_jsonl
 
 DEFAULT_MARGIN = 0.03  # equivalence margin (3 points) unless the suite sets [suite] equivalence_margin
 DEFAULT_TARGET = 0.5  # train accuracy for "steps to target"
 WINDOW = 3  # trailing moving average of train accuracy, in steps
-IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources")  # what may differ between runs of one leaderboard
+IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources", "claims")  # what may differ between runs of one leaderboard
 
 
 @dataclass
@@ -93,7 +93,8 @@ def flatten(obj, prefix: str = "") -> dict:
 
 def comparable(config: dict) -> dict:
     """The config as dotted keys, without the keys that may differ (variants, seeds)."""
-    flat = flatten({**config, "train": without_legacy_values(config.get("train", {}))})
+    flat = flatten({**config, "train": without_legacy_values(config.get("train", {})),
+                    **({"eval": without_legacy_targets(config["eval"])} if "eval" in config else {})})
     return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") or k.startswith(i + "[")
                                                     for i in IGNORED_KEYS)}
 
