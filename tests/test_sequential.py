@@ -55,9 +55,11 @@ def test_a_claim_is_decided_at_its_first_crossing_and_waits_for_planned_looks():
     assert evaluate_claim("equivalence", 3.0, 0.05, diffs[:9], LOOKS).verdict == "undecided"  # look 2 not reached
 
 
-def test_seeds_to_decide_is_the_fixed_sample_count():
-    # non-inferiority, mean 0, sd 5, margin 3: (1.644854 * 5 / 3)^2 = 7.52 -> 8
-    assert seeds_to_decide("non_inferiority", 3.0, 0.05, 0.0, 5.0) == 8
+def test_seeds_to_decide_is_the_fixed_sample_count_for_80_percent_power():
+    # non-inferiority, mean 0, sd 5, margin 3: ((1.644854 + 0.841621) * 5 / 3)^2 = 17.17 -> 18
+    assert seeds_to_decide("non_inferiority", 3.0, 0.05, 0.0, 5.0) == 18
+    # equivalence, mean -0.6, sd 3.83, margin 3: gap 2.4 -> ((2.486475) * 3.83 / 2.4)^2 = 15.74 -> 16
+    assert seeds_to_decide("equivalence", 3.0, 0.05, -0.6, 3.83) == 16
     assert seeds_to_decide("difference", 0.0, 0.05, 0.0, 5.0) is None
 
 

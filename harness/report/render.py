@@ -6,6 +6,8 @@ import csv
 import io
 import json
 
+from .claims import claims_markdown
+
 
 def fmt_interval(iv: dict | None, scale: float = 100.0, digits: int = 1, sign: bool = False) -> str:
     if not iv:
@@ -150,7 +152,7 @@ def provenance_lines(board: dict) -> list[str]:
 
 def to_markdown(board: dict) -> str:
     header, rows = table(board)
-    lines = [f"# Leaderboard: {board['provenance']['suite']}", "",
+    lines = [f"# Leaderboard: {board['provenance']['suite']}", "", *claims_markdown(board),
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     config = json.dumps(board["provenance"]["config"], indent=2, sort_keys=True)

@@ -148,14 +148,15 @@ def evaluate_claim(kind: str, margin: float, alpha: float, diffs: list[float], l
     return result
 
 
-def seeds_to_decide(kind: str, margin: float, alpha: float, mean: float, sd: float) -> int | None:
-    """Seeds a fixed-sample interval at the observed mean and spread needs to settle the claim (None: it
-    cannot, the mean sits on a bound)."""
+def seeds_to_decide(kind: str, margin: float, alpha: float, mean: float, sd: float, power: float = 0.8) -> int | None:
+    """Seeds a fixed-sample test needs to settle the claim with ``power`` if the true difference were the
+    observed ``mean`` with spread ``sd`` (normal approximation: ((z_{1-a} + z_power) * sd / gap)^2, gap = the
+    distance from the mean to the bound it must clear); None when the mean sits on that bound."""
     gap = {"equivalence": margin - abs(mean) if abs(mean) < margin else abs(mean) - margin,
            "non_inferiority": abs(mean + margin), "difference": abs(mean)}[kind]
     if gap <= 0 or not sd or not math.isfinite(sd):
         return None
-    z = _NORMAL.inv_cdf(1 - side_alpha(kind, alpha))
+    z = _NORMAL.inv_cdf(1 - side_alpha(kind, alpha)) + _NORMAL.inv_cdf(power)
     return max(2, math.ceil((z * sd / gap) ** 2))
 
 
