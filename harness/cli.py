@@ -279,7 +279,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
     pl.set_defaults(fn=_cmd_plugins)
+    _add_benchmarks_parser(sub)
     return p
+
+
+def _add_benchmarks_parser(sub) -> None:
+    bm = sub.add_parser("benchmarks", help="benchmark data checks")
+    bms = bm.add_subparsers(dest="benchmarks_command", required=True)
+    chk = bms.add_parser("check", help="duplicates within each split and test items found in other splits, after "
+                                       "normalising whitespace and numbers (every version of each benchmark)")
+    chk.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to check (default: every registered one)")
+    chk.add_argument("--json", action="store_true", help="print JSON rows instead of the Markdown table")
+    chk.set_defaults(fn=_cmd_benchmarks_check)
+
+
+def _cmd_benchmarks_check(args) -> int:
+    import json
+
+    from .contamination import check_all, cross_overlap, to_table
+    from .registry import default_registry
+
+    registry = default_registry()
+    rows, cross = check_all(registry, args.names), cross_overlap(registry, args.names)
+    print(json.dumps({"splits": rows, "cross": cross}, indent=2) if args.json else to_table(rows, cross))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
