@@ -23,6 +23,11 @@ def _cmd_run(args) -> int:
         from .execute.plan import describe, make_plan
 
         print(describe(make_plan(suite, registry, Path(args.results_dir), args.variant, shard), registry))
+        if args.until_decided:
+            from .execute.stages import plan_looks
+
+            staged = plan_looks(suite, args.max_seeds, args.stage)
+            print(f"until decided: looks at {staged['looks']} seeds (seeds {staged['seeds']}); {staged['procedure']}")
         return 0
     if args.executor == "ray":
         from .execute.ray_executor import RayExecutor
@@ -33,6 +38,8 @@ def _cmd_run(args) -> int:
     else:
         executor = LocalExecutor()
     outcomes = []
+    if args.until_decided:
+        return _run_until_decided(args, suite, registry, executor)
     try:
         out = run_suite(suite, registry, Path(args.results_dir), args.variant, executor, shard, outcomes,
                         verbose=args.verbose)
@@ -108,6 +115,32 @@ def check_eval_options(args) -> None:
         raise err("dtype", f"expected float32, bfloat16 or float16, got {args.dtype!r}")
     check_device(args.device, lambda msg: err("device", msg))
     check_model(args.model, lambda msg: err("model", msg))
+
+
+def _run_until_decided(args, suite, registry, executor) -> int:
+    """``--until-decided``: stages of seeds until every claim is decided (execute/stages.py)."""
+    from .execute import run_suite
+    from .execute.executors import RunsFailed
+    from .execute.stages import parse_budget, run_until_decided
+
+    if args.shard or args.variant:
+        raise UserError("--until-decided runs every variant of the suite: leave out --shard and --variant")
+    budget = parse_budget(args.budget) if args.budget else None
+
+    def run_stage(staged) -> None:
+        if run_suite(staged, registry, Path(args.results_dir), None, executor, None, verbose=args.verbose) is None:
+            raise UserError("a stage's runs are held by another process; rerun when it has finished")
+
+    try:
+        reports, why = run_until_decided(suite, registry, Path(args.results_dir), run_stage, args.max_seeds,
+                                         args.stage, budget, on_stage=lambda r: print(r.line(), flush=True))
+    except RunsFailed as exc:
+        print(f"grpo-bench: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.results_dir) / suite.suite.name
+    print((out / "leaderboard.md").read_text())
+    print(f"stopped: {why}\nresults: {out}")
+    return 0
 
 
 def _cmd_leaderboard(args) -> int:
@@ -213,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a suite key before it is checked, e.g. train.steps=50 or "
                           "variants.grpo.eps_high=0.28 (values are TOML; repeatable; recorded in the provenance)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds in planned stages until every [[claims]] entry is decided or a cap is hit "
+                          "(docs/leaderboard.md, \"Seeds until decided\"); resumes like any run")
+    run.add_argument("--max-seeds", type=int, help="--until-decided: the last planned look (default: 4x the suite's seeds)")
+    run.add_argument("--stage", type=int, help="--until-decided: seeds added per stage (default: the suite's seed count)")
+    run.add_argument("--budget", help="--until-decided: start no stage that would end past this wall time (6h, 90m)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the runs, the settings that differ from the defaults and the cost; write nothing")
     run.set_defaults(fn=_cmd_run)
