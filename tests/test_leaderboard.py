@@ -291,3 +291,16 @@ def test_claims_table_opens_the_leaderboard(tmp_path):
     assert got["tic eq"]["verdict"] == "not equivalent" and got["tic diff"]["verdict"] == "better"
     assert got["tic ni"]["seeds"] == 3 and got["tic ni"]["lo"] == pytest.approx(10.0)
     assert "tic ni" in (root / "leaderboard.html").read_text()
+
+
+def test_a_claim_on_a_variant_without_runs_says_what_it_needs(tmp_path):
+    root = fake_suite(tmp_path)
+    config = copy.deepcopy(CONFIG)
+    config["variants"].append({"name": "grpo_no_is", "algorithm": "grpo_no_is", "options": {}})
+    config["claims"] = [{"variant": "grpo_no_is", "reference": "grpo", "kind": "difference", "margin": 0.0,
+                         "metric": "pass@1", "target": KEY, "alpha": 0.05, "name": "no runs yet"}]
+    (root / "suite.json").write_text(json.dumps({"config": config, "config_hash": "h", "provenance": PROV}))
+    md = write_leaderboard(root)
+    assert "| no runs yet: `grpo_no_is` different from `grpo` (arith-test pass@1, alpha 0.05) | - | - | undecided | 0 " \
+           "| needs at least 2 paired seeds |" in md
+    json.loads((root / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-finite {c}"))

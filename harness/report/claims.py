@@ -40,9 +40,11 @@ def what_would_change(claim: dict, result, looks: tuple[int, ...] | None) -> str
     """One sentence: how the claim got decided, or what it still needs."""
     if result.look == 0:
         return "needs at least 2 paired seeds"
+    if result.verdict != "undecided" and looks:
+        return f"decided at look {result.look} of {len(looks)} ({result.seeds} seeds); final under the plan"
     if result.verdict != "undecided":
-        where = f"look {result.look} of {len(looks)}" if looks else "the fixed-sample test"
-        return f"decided at {where} ({result.seeds} seeds); final under the plan"
+        return (f"decided by the fixed-sample test at {result.seeds} seeds; retesting as seeds are added needs a "
+                "plan of looks (--until-decided), else the error rate grows with each look")
     need = seeds_to_decide(claim["kind"], claim["margin"], claim["alpha"], result.estimate, result.sd)
     text = (f"about {need} seeds for 80% power if the true difference is {result.estimate:+.1f} and the sd "
             f"{result.sd:.1f} pts (fixed-sample, normal approximation)"
@@ -80,7 +82,8 @@ def claims_table(board: dict) -> tuple[list[str], list[list[str]]]:
     for row in board.get("claims", []):
         r = row["result"]
         interval = "-" if r["lo"] is None else f"[{r['lo']:+.1f}, {r['hi']:+.1f}] ({100 * r['level']:g}%)"
-        rows.append([describe_claim(row["claim"]), f"{r['estimate']:+.1f}", interval, r["verdict"],
+        estimate = "-" if r["estimate"] is None else f"{r['estimate']:+.1f}"
+        rows.append([describe_claim(row["claim"]), estimate, interval, r["verdict"],
                      str(r["seeds"]), row["what_would_change"]])
     return header, rows
 

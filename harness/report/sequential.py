@@ -114,7 +114,7 @@ def decide(kind: str, margin: float, lo: float, hi: float) -> str | None:
 @dataclass
 class ClaimResult:
     verdict: str  # a DECIDED word or "undecided"
-    estimate: float  # mean(d) in points at the deciding (else the last) look
+    estimate: float | None  # mean(d) in points at the deciding (else the last) look; None without seeds
     lo: float | None
     hi: float | None
     seeds: int  # seeds used at that look
@@ -131,7 +131,7 @@ def evaluate_claim(kind: str, margin: float, alpha: float, diffs: list[float], l
     a = side_alpha(kind, alpha)
     reached = [n for n in looks if n <= len(diffs) and n >= 2]
     if not reached:
-        est = fmean(diffs) if diffs else math.nan
+        est = fmean(diffs) if diffs else None
         return ClaimResult("undecided", est, None, None, len(diffs), 0, 1 - 2 * a, None)
     crit = t_boundaries(looks, a)
     result = None
