@@ -73,7 +73,7 @@ def _cmd_eval(args) -> int:
     from .scoring import RewardScorer
 
     registry = default_registry()
-    bench = registry.get("benchmarks", args.benchmark)
+    bench = registry.get("benchmarks", args.benchmark).at_version(args.benchmark_version)
     check_model(args.model)
     bench.use_data(args.data)
     if bench.data_source == "hub" and bench.hub_dataset:
@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model path, hub id, 'smollm2-135m-instruct' or 'tiny-random'")
     ev.add_argument("--benchmark", required=True)
     ev.add_argument("--split", default="test")
+    ev.add_argument("--benchmark-version", type=int, default=0, help="the benchmark's version (0: its default)")
     ev.add_argument("--limit", type=int, default=0, help="first N problems (0: all)")
     ev.add_argument("--max-new-tokens", type=int, default=256)
     ev.add_argument("--samples", type=int, default=0, help="k for mean@k (0: greedy only)")
