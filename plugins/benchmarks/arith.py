@@ -96,15 +96,8 @@ def held_out_rows(levels: tuple[int, ...], split: str) -> list[tuple[str, int, i
     test = generate_unique(test_levels, SPLIT_SEEDS["test"], SPLIT_SIZES["test"])
     if split == "test":
         return test
-    exclude = frozenset(e for e, _, _ in test)
-    rng = random.Random(SPLIT_SEEDS["train"])
-    out: list[tuple[str, int, int]] = []
-    while len(out) < SPLIT_SIZES["train"]:
-        level = levels[len(out) % len(levels)]
-        expr, value = make_problem(level, rng)
-        if expr not in exclude:
-            out.append((expr, value, level))
-    return out
+    # test holds no train-only level, so generate()'s exception for level 1 excludes nothing it should
+    return generate(levels, SPLIT_SEEDS["train"], SPLIT_SIZES["train"], frozenset(e for e, _, _ in test))
 
 
 class Arith(Benchmark):
@@ -126,8 +119,7 @@ class Arith(Benchmark):
         self._versions: dict[int, Arith] = {version: self}
 
     def at_version(self, version: int) -> "Arith":
-        if version == 0:
-            return self
+        version = version or DEFAULT_VERSION
         self.check_version(version)
         if version not in self._versions:
             self._versions[version] = Arith(self.name, self.levels, version)
