@@ -127,8 +127,8 @@ def _run_until_decided(args, suite, registry, executor) -> int:
         raise UserError("--until-decided runs every variant of the suite: leave out --shard and --variant")
     budget = parse_budget(args.budget) if args.budget else None
 
-    def run_stage(staged) -> None:
-        if run_suite(staged, registry, Path(args.results_dir), None, executor, None, verbose=args.verbose) is None:
+    def run_stage(staged, variants: list[str]) -> None:
+        if run_suite(staged, registry, Path(args.results_dir), variants, executor, None, verbose=args.verbose) is None:
             raise UserError("a stage's runs are held by another process; rerun when it has finished")
 
     try:

@@ -25,6 +25,14 @@ benchmarks = [{ name = "arith", limit = 20 }]
 algorithm = "grpo"
 [[variants]]
 algorithm = "grpo_no_is"
+[[variants]]
+name = "grpo_lr_tenth"
+algorithm = "grpo"
+train = { learning_rate = 1e-7 }
+[[claims]]
+variant = "grpo_lr_tenth"
+reference = "grpo"
+kind = "difference"
 [[claims]]
 variant = "grpo_no_is"
 reference = "grpo"
@@ -33,20 +41,23 @@ margin = 3
 '''
 
 
+ACCURACY = {"grpo": 0.5, "grpo_no_is": 0.5, "grpo_lr_tenth": 0.2}
+
+
 def fake_stage(out, counter):
     """Stands in for the runs of a stage: grpo solves 10 of 20 problems on every seed, grpo_no_is 10 +- 0.2
-    problems' worth (d = +-1 point, alternating), so sd(d) is about 1 point."""
-    def run_stage(staged):
-        counter.append(list(staged.suite.seeds))
+    problems' worth (d = +-1 point, alternating), so sd(d) is about 1 point; the control is 30 points worse."""
+    def run_stage(staged, variants):
+        counter.append((list(staged.suite.seeds), variants))
         config = staged.resolved()
         (out).mkdir(parents=True, exist_ok=True)
         (out / "suite.json").write_text(json.dumps({"config": config, "config_hash": "h", "provenance": {}}))
-        for variant in ("grpo", "grpo_no_is"):
+        for variant in variants:
             for seed in staged.suite.seeds:
                 run = out / "runs" / variant / f"seed{seed}"
                 if (run / "summary.json").exists():
                     continue
-                acc = 0.5 + (0.0 if variant == "grpo" else 0.01 * (-1) ** seed)
+                acc = ACCURACY[variant] + (0.0 if variant == "grpo" else 0.01 * (-1) ** seed)
                 run.mkdir(parents=True)
                 summary = {"suite": "s", "config": config, "variant": variant, "seed": seed, "run_wall_s": 60.0,
                            "algorithm": {"algorithm": variant, "options": {}}, "provenance": {},
@@ -67,13 +78,17 @@ def test_stages_stop_when_every_claim_is_decided_and_resume_with_the_same_plan(t
     out, stages = tmp_path / "r" / "s", []
     reports, why = run_until_decided(suite, default_registry(), tmp_path / "r", fake_stage(out, stages), max_seeds=20)
     # look 1 (5 seeds): boundary t = 13.4, the interval is about +-6.6 points; look 2 (10 seeds): about +-1.1
-    assert [r.verdicts for r in reports] == [{"grpo_no_is equivalence grpo": "undecided"},
-                                            {"grpo_no_is equivalence grpo": "equivalent"}]
-    assert stages == [[0, 1, 2, 3, 4], list(range(10))] and why.startswith("every claim decided by look 2")
+    # the control's difference (-30 +- 1 points) is decided at look 1: it gets no more seeds
+    assert [r.verdicts for r in reports] == [
+        {"grpo_lr_tenth difference grpo": "worse", "grpo_no_is equivalence grpo": "undecided"},
+        {"grpo_lr_tenth difference grpo": "worse", "grpo_no_is equivalence grpo": "equivalent"}]
+    assert stages == [([0, 1, 2, 3, 4], ["grpo", "grpo_no_is", "grpo_lr_tenth"]),
+                      (list(range(10)), ["grpo", "grpo_no_is"])]
+    assert why.startswith("every claim decided by look 2")
     plan = json.loads((out / "sequential.json").read_text())
     assert plan["looks"] == [5, 10, 15, 20] and plan["seeds"] == list(range(20))
     board = json.loads((out / "leaderboard.json").read_text())
-    assert board["claims"][0]["result"]["seeds"] == 10 and board["claims"][0]["looks"] == [5, 10, 15, 20]
+    assert [c["result"]["seeds"] for c in board["claims"]] == [5, 10] and board["claims"][1]["looks"] == [5, 10, 15, 20]
     again = []  # a second call with the same plan resumes: the decided claim stops it after the reused stages
     reports, _ = run_until_decided(suite, default_registry(), tmp_path / "r", fake_stage(out, again), max_seeds=20)
     assert reports[-1].seeds == 10
@@ -84,7 +99,7 @@ def test_stages_stop_when_every_claim_is_decided_and_resume_with_the_same_plan(t
 def test_budget_stops_before_a_stage_that_would_not_fit(tmp_path):
     suite = load(tmp_path)
     out = tmp_path / "r" / "s"
-    # each finished trained run took 60 s: the second stage (5 seeds x 2 variants) needs 600 s > 300 s
+    # each finished trained run took 60 s: the second stage (5 seeds x 2 open variants) needs 600 s > 300 s
     reports, why = run_until_decided(suite, default_registry(), tmp_path / "r", fake_stage(out, []), max_seeds=20,
                                      budget_s=300)
     assert len(reports) == 1 and why.startswith("budget:")

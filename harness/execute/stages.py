@@ -3,9 +3,10 @@
 The plan is fixed before the first stage and written to ``RESULTS/SUITE/sequential.json``: the looks
 (seed counts n_1 < ... < n_K: the suite's seeds, then ``stage`` more at a time up to ``max_seeds``) and the
 seeds in order (the suite's, ascending, then the next integers above the largest). Each stage runs the
-suite with the first n_k seeds like any run (finished runs are reused, so an interrupted call resumes),
-rebuilds the leaderboard, whose claims table applies the group-sequential boundaries of
-:mod:`grpo_bench.report.sequential` at these looks, and stops when every claim is decided, when the plan's
+suite with the first n_k seeds like any run (finished runs are reused, so an interrupted call resumes);
+after the first look only the variants of a still undecided claim (as variant or reference) get more seeds.
+After each stage the leaderboard is rebuilt, its claims table applying the group-sequential boundaries of
+:mod:`grpo_bench.report.sequential` at these looks, and the loop stops when every claim is decided, when the plan's
 last look is done, or when the next stage would not fit the time budget. A later call with the same plan
 goes on from the last finished stage; a different plan in the same folder is refused (the error rates hold
 only for the looks planned at the start).
@@ -103,23 +104,34 @@ def _stage_estimate(out: Path, runs_per_seed: int, new_seeds: int) -> float | No
     return statistics.median(walls) * runs_per_seed * new_seeds if walls else None
 
 
+def open_variants(suite: Suite, report: StageReport | None) -> list[str]:
+    """The variants the next stage trains: every one at the first look, then those of an undecided claim
+    (as variant or reference), in suite order. A decided claim needs no more seeds of its variants."""
+    if report is None:
+        return [v.name for v in suite.variants]
+    open_claims = [c for c in suite.claims if report.verdicts.get(c.name, "undecided") == "undecided"]
+    names = {c.variant for c in open_claims} | {c.reference for c in open_claims}
+    return [v.name for v in suite.variants if v.name in names]
+
+
 def run_until_decided(suite: Suite, registry: Registry, results_root: Path, run_stage, max_seeds: int | None = None,
                       stage: int | None = None, budget_s: float | None = None, on_stage=None) -> tuple[list[StageReport], str]:
-    """Run the stages; ``run_stage(suite)`` runs one suite like ``grpo-bench run`` (and writes its leaderboard).
-    Returns the stage reports and why it stopped."""
+    """Run the stages; ``run_stage(suite, variants)`` runs those variants of one suite like ``grpo-bench run
+    --variant ...`` (and writes its leaderboard). Returns the stage reports and why it stopped."""
     plan = plan_looks(suite, max_seeds, stage)
     out = Path(results_root) / suite.suite.name
     check_plan(out, plan)
     start, reports = time.monotonic(), []
     for k, n in enumerate(plan["looks"]):
+        variants = open_variants(suite, reports[-1] if reports else None)
         if k and budget_s is not None:
             spent = time.monotonic() - start
-            need = _stage_estimate(out, len(suite.variants), n - plan["looks"][k - 1]) or 0.0
+            need = _stage_estimate(out, len(variants), n - plan["looks"][k - 1]) or 0.0
             if spent + need > budget_s:
                 return reports, (f"budget: {spent / 3600:.2f} h spent of {budget_s / 3600:.2f} h and the next stage "
                                  f"needs about {need / 3600:.2f} h; rerun to go on")
         staged = dataclasses.replace(suite, suite=dataclasses.replace(suite.suite, seeds=plan["seeds"][:n]))
-        run_stage(staged)
+        run_stage(staged, variants)
         reports.append(_report(out))
         if on_stage:
             on_stage(reports[-1])
