@@ -123,3 +123,18 @@ def test_dry_run_prints_the_planned_looks(tmp_path, capsys):
                  "--max-seeds", "15"]) == 0
     assert "until decided: looks at [5, 10, 15] seeds" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()
+
+
+def test_claims_count_only_the_plans_seeds_in_its_order():
+    """A look is the plan's first n seeds, all finished: a seed outside the plan is left out, and a missing seed
+    ends the usable prefix (seed 2 missing: only 0 and 1 count)."""
+    from grpo_bench.report.claims import paired_points
+    from grpo_bench.report.runs import Run
+
+    def runs(accs):
+        return [Run(None, {"seed": s, "eval": {"k": {"pass@1": a}}}) for s, a in accs.items()]
+
+    x = runs({0: 0.5, 1: 0.6, 3: 0.7, 100: 0.9})
+    y = runs({0: 0.4, 1: 0.4, 2: 0.4, 3: 0.4, 100: 0.4})
+    assert paired_points(x, y, "k", "pass@1", order=[0, 1, 2, 3]) == ([0, 1], [pytest.approx(10.0), pytest.approx(20.0)])
+    assert paired_points(x, y, "k", "pass@1")[0] == [0, 1, 3, 100]

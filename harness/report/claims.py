@@ -17,22 +17,27 @@ from .sequential import evaluate_claim, seeds_to_decide
 PLAN_FILE = "sequential.json"
 
 
-def read_looks(results_dir: Path) -> tuple[int, ...] | None:
-    """The planned looks (seed counts) of the folder's sequential plan, or None without one."""
+def read_plan(results_dir: Path) -> tuple[tuple[int, ...] | None, list[int] | None]:
+    """The planned looks (seed counts) and seeds of the folder's sequential plan, or (None, None) without one."""
     path = Path(results_dir) / PLAN_FILE
     if not path.exists():
-        return None
-    return tuple(json.loads(path.read_text())["looks"])
+        return None, None
+    plan = json.loads(path.read_text())
+    return tuple(plan["looks"]), list(plan["seeds"])
 
 
-def paired_points(variant: list[Run], reference: list[Run], key: str, metric: str) -> tuple[list[int], list[float]]:
-    """Seeds both sides finished (ascending) and d_s = variant - reference in points."""
+def paired_points(variant: list[Run], reference: list[Run], key: str, metric: str,
+                  order: list[int] | None = None) -> tuple[list[int], list[float]]:
+    """Seeds both sides finished and d_s = variant - reference in points: in the plan's seed order (seeds
+    outside it left out) when ``order`` is given, else ascending."""
     def per_seed(runs: list[Run]) -> dict[int, float]:
         return {r.seed: r.summary["eval"][key][metric] for r in runs
                 if metric in r.summary.get("eval", {}).get(key, {})}
 
     x, y = per_seed(variant), per_seed(reference)
-    seeds = sorted(set(x) & set(y))
+    seeds = [s for s in order if s in x and s in y] if order is not None else sorted(set(x) & set(y))
+    if order is not None:  # a look counts only the plan's first n seeds, all finished
+        seeds = [s for s, planned in zip(seeds, order) if s == planned]
     return seeds, [100.0 * (x[s] - y[s]) for s in seeds]
 
 
@@ -57,11 +62,11 @@ def what_would_change(claim: dict, result, looks: tuple[int, ...] | None) -> str
 
 def claim_rows(claims: list[dict], groups: dict[str, list[Run]], results_dir: Path) -> list[dict]:
     """One dict per claim: the claim, its estimate, interval, verdict, seeds used and what would change it."""
-    looks = read_looks(results_dir)
+    looks, order = read_plan(results_dir)
     out = []
     for claim in claims:
         seeds, diffs = paired_points(groups.get(claim["variant"], []), groups.get(claim["reference"], []),
-                                     claim["target"], claim["metric"])
+                                     claim["target"], claim["metric"], order)
         plan = looks or ((len(diffs),) if len(diffs) >= 2 else (2,))
         result = evaluate_claim(claim["kind"], claim["margin"], claim["alpha"], diffs, plan)
         out.append({"claim": claim, "result": result.as_dict(), "seeds": seeds[:result.seeds],
