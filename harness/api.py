@@ -31,9 +31,10 @@ def run_suite(suite: str | Path, results_dir: str | Path = "results", overrides:
 def evaluate(model: str, benchmark: str, split: str = "test", limit: int | None = None, *,
              max_new_tokens: int = 256, samples: int = 0, temperature: float = 1.0, batch_size: int = 64,
              seed: int = 0, engine: str = "auto", engine_options: dict | None = None, dtype: str = "float32",
-             device: str = "auto", data: str = "bundled", with_records: bool = False) -> Any:
+             device: str = "auto", data: str = "bundled", with_records: bool = False, version: int = 0) -> Any:
     """Evaluate one model (folder, hub id, ``smollm2-135m-instruct`` or ``tiny-random``) on a benchmark
-    split: the summary dict (pass@1, mean@k, ...), or (summary, per-problem records) with ``with_records``."""
+    split: the summary dict (pass@1, mean@k, ...), or (summary, per-problem records) with ``with_records``.
+    ``version``: the benchmark's version (0: its default; docs/leaderboard.md, "Benchmark versions")."""
     from .config import EvalConfig
     from .config.suite import default_engine
     from .evaluation import evaluate as run_eval
@@ -44,7 +45,7 @@ def evaluate(model: str, benchmark: str, split: str = "test", limit: int | None 
     from .scoring import RewardScorer
 
     registry = default_registry()
-    bench = registry.get("benchmarks", benchmark)
+    bench = registry.get("benchmarks", benchmark).at_version(version)  # version 0: the benchmark's default
     check_model(model)
     bench.use_data(data)
     if bench.data_source == "hub" and bench.hub_dataset:

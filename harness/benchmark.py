@@ -56,12 +56,32 @@ class Benchmark:
 
     #: "bundled" or "hub": where :meth:`load_split` reads (set from the suite before loading).
     data_source: str = "bundled"
+    #: The version of the problems this object serves (recorded with every result; the leaderboard never
+    #: compares runs evaluated on different versions). A change of problems, split or prompt is a new version.
+    version: int = 1
+    #: Every version :meth:`at_version` serves; the registered object is the default one.
+    versions: ClassVar[tuple[int, ...]] = (1,)
+    #: True when the test split is claimed held out: no duplicates within it and none of its problems in
+    #: another split (``grpo-bench benchmarks check`` measures it; tests pin 0 for these).
+    held_out: bool = False
 
     def __init__(self) -> None:
         self._cache: dict[str, list[Problem]] = {}
 
     def load_split(self, split: str) -> list[Problem]:
         raise NotImplementedError
+
+    def check_version(self, version: int) -> None:
+        if version not in self.versions:
+            raise UserError(f"benchmark {self.name!r} has no version {version} (versions: "
+                            f"{', '.join(map(str, self.versions))})")
+
+    def at_version(self, version: int) -> "Benchmark":
+        """This benchmark's problems as of ``version`` (0: the default version, this object). A benchmark
+        with several versions overrides this and returns one cached object per version."""
+        if version not in (0, self.version):
+            self.check_version(version)
+        return self
 
     def use_data(self, source: str) -> None:
         """Read from ``source`` ("bundled" or "hub"); a benchmark without a hub dataset stays as it is."""
@@ -97,12 +117,18 @@ class Benchmark:
         return {
             "conversational": self.conversational,
             "name": self.name,
+            "version": self.version,
             "prompt_template": self.prompt_template,
             "system_prompt": self.system_prompt,
             "eval_reward": self.eval_reward,
             "source": self.source,
             "license": self.license,
         }
+
+
+def benchmark_at(registry, name: str, version: int = 0) -> Benchmark:
+    """The registered benchmark ``name`` at ``version`` (0: its default version)."""
+    return registry.get("benchmarks", name).at_version(version)
 
 
 def reward_columns(problems: list[Problem]) -> dict[str, list[Any]]:

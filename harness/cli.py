@@ -23,6 +23,11 @@ def _cmd_run(args) -> int:
         from .execute.plan import describe, make_plan
 
         print(describe(make_plan(suite, registry, Path(args.results_dir), args.variant, shard), registry))
+        if args.until_decided:
+            from .execute.stages import plan_looks
+
+            staged = plan_looks(suite, args.max_seeds, args.stage)
+            print(f"until decided: looks at {staged['looks']} seeds (seeds {staged['seeds']}); {staged['procedure']}")
         return 0
     if args.executor == "ray":
         from .execute.ray_executor import RayExecutor
@@ -33,6 +38,8 @@ def _cmd_run(args) -> int:
     else:
         executor = LocalExecutor()
     outcomes = []
+    if args.until_decided:
+        return _run_until_decided(args, suite, registry, executor)
     try:
         out = run_suite(suite, registry, Path(args.results_dir), args.variant, executor, shard, outcomes,
                         verbose=args.verbose)
@@ -66,7 +73,7 @@ def _cmd_eval(args) -> int:
     from .scoring import RewardScorer
 
     registry = default_registry()
-    bench = registry.get("benchmarks", args.benchmark)
+    bench = registry.get("benchmarks", args.benchmark).at_version(args.benchmark_version)
     check_model(args.model)
     bench.use_data(args.data)
     if bench.data_source == "hub" and bench.hub_dataset:
@@ -108,6 +115,32 @@ def check_eval_options(args) -> None:
         raise err("dtype", f"expected float32, bfloat16 or float16, got {args.dtype!r}")
     check_device(args.device, lambda msg: err("device", msg))
     check_model(args.model, lambda msg: err("model", msg))
+
+
+def _run_until_decided(args, suite, registry, executor) -> int:
+    """``--until-decided``: stages of seeds until every claim is decided (execute/stages.py)."""
+    from .execute import run_suite
+    from .execute.executors import RunsFailed
+    from .execute.stages import parse_budget, run_until_decided
+
+    if args.shard or args.variant:
+        raise UserError("--until-decided runs every variant of the suite: leave out --shard and --variant")
+    budget = parse_budget(args.budget) if args.budget else None
+
+    def run_stage(staged, variants: list[str]) -> None:
+        if run_suite(staged, registry, Path(args.results_dir), variants, executor, None, verbose=args.verbose) is None:
+            raise UserError("a stage's runs are held by another process; rerun when it has finished")
+
+    try:
+        reports, why = run_until_decided(suite, registry, Path(args.results_dir), run_stage, args.max_seeds,
+                                         args.stage, budget, on_stage=lambda r: print(r.line(), flush=True))
+    except RunsFailed as exc:
+        print(f"grpo-bench: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.results_dir) / suite.suite.name
+    print((out / "leaderboard.md").read_text())
+    print(f"stopped: {why}\nresults: {out}")
+    return 0
 
 
 def _cmd_leaderboard(args) -> int:
@@ -213,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a suite key before it is checked, e.g. train.steps=50 or "
                           "variants.grpo.eps_high=0.28 (values are TOML; repeatable; recorded in the provenance)")
+    run.add_argument("--until-decided", action="store_true",
+                     help="add seeds in planned stages until every [[claims]] entry is decided or a cap is hit "
+                          "(docs/leaderboard.md, \"Seeds until decided\"); resumes like any run")
+    run.add_argument("--max-seeds", type=int, help="--until-decided: the last planned look (default: 4x the suite's seeds)")
+    run.add_argument("--stage", type=int, help="--until-decided: seeds added per stage (default: the suite's seed count)")
+    run.add_argument("--budget", help="--until-decided: start no stage that would end past this wall time (6h, 90m)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the runs, the settings that differ from the defaults and the cost; write nothing")
     run.set_defaults(fn=_cmd_run)
@@ -221,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model path, hub id, 'smollm2-135m-instruct' or 'tiny-random'")
     ev.add_argument("--benchmark", required=True)
     ev.add_argument("--split", default="test")
+    ev.add_argument("--benchmark-version", type=int, default=0, help="the benchmark's version (0: its default)")
     ev.add_argument("--limit", type=int, default=0, help="first N problems (0: all)")
     ev.add_argument("--max-new-tokens", type=int, default=256)
     ev.add_argument("--samples", type=int, default=0, help="k for mean@k (0: greedy only)")
@@ -279,7 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
     pl.set_defaults(fn=_cmd_plugins)
+    _add_benchmarks_parser(sub)
     return p
+
+
+def _add_benchmarks_parser(sub) -> None:
+    bm = sub.add_parser("benchmarks", help="benchmark data checks")
+    bms = bm.add_subparsers(dest="benchmarks_command", required=True)
+    chk = bms.add_parser("check", help="duplicates within each split and test items found in other splits, after "
+                                       "normalising whitespace and numbers (every version of each benchmark)")
+    chk.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to check (default: every registered one)")
+    chk.add_argument("--json", action="store_true", help="print JSON rows instead of the Markdown table")
+    chk.set_defaults(fn=_cmd_benchmarks_check)
+
+
+def _cmd_benchmarks_check(args) -> int:
+    import json
+
+    from .contamination import check_all, cross_overlap, to_table
+    from .registry import default_registry
+
+    registry = default_registry()
+    rows, cross = check_all(registry, args.names), cross_overlap(registry, args.names)
+    print(json.dumps({"splits": rows, "cross": cross}, indent=2) if args.json else to_table(rows, cross))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

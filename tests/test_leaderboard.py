@@ -251,3 +251,56 @@ def test_reward_error_and_timeout_rates_are_shown_and_marked(tmp_path):
     csv_lines = (root / "leaderboard.csv").read_text().splitlines()
     assert csv_lines[0].endswith("reward_error_rate_max,reward_timeout_rate_max")
     assert csv_lines[3].endswith(",0.05,0.010416666666666666")
+
+
+def test_refuses_runs_on_different_benchmark_versions_in_one_line(tmp_path):
+    """A run on arith version 2 beside runs recorded before versions existed (version 1): one line naming the
+    benchmark and which runs used which version; a run recording version 1 explicitly mixes fine."""
+    root = fake_suite(tmp_path)
+    v1 = copy.deepcopy(CONFIG)
+    v1["train"]["benchmark_version"] = 1
+    v1["eval"]["benchmarks"][0]["version"] = 1
+    write_run(root, "grpo", 3, [True] * 40, None, config=v1)
+    assert "| grpo |" in write_leaderboard(root)
+    v2 = copy.deepcopy(CONFIG)
+    v2["train"]["benchmark_version"] = 2
+    v2["eval"]["benchmarks"][0]["version"] = 2
+    write_run(root, "grpo", 4, [True] * 40, None, config=v2)
+    with pytest.raises(UserError) as err:
+        write_leaderboard(root)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1
+    assert "different versions of benchmark 'arith': version 1 (base/seed0" in msg and "version 2 (grpo/seed4)" in msg
+
+
+def test_claims_table_opens_the_leaderboard(tmp_path):
+    """Claims from the suite's config, tested on the per-seed paired differences: tic_grpo - grpo is +10 points
+    on every seed (4 problems of 40), so sd = 0: non-inferior at 3 points, and different (better)."""
+    root = fake_suite(tmp_path)
+    config = copy.deepcopy(CONFIG)
+    base = {"variant": "tic_grpo", "reference": "grpo", "metric": "pass@1", "target": KEY, "alpha": 0.05}
+    config["claims"] = [dict(base, kind="non_inferiority", margin=3.0, name="tic ni"),
+                        dict(base, kind="equivalence", margin=3.0, name="tic eq"),
+                        dict(base, kind="difference", margin=0.0, name="tic diff")]
+    (root / "suite.json").write_text(json.dumps({"config": config, "config_hash": "h", "provenance": PROV}))
+    md = write_leaderboard(root)
+    assert md.index("## Claims") < md.index("| variant |")
+    board = json.loads((root / "leaderboard.json").read_text())
+    got = {c["claim"]["name"]: c["result"] for c in board["claims"]}
+    assert got["tic ni"]["verdict"] == "non-inferior" and got["tic ni"]["estimate"] == pytest.approx(10.0)
+    assert got["tic eq"]["verdict"] == "not equivalent" and got["tic diff"]["verdict"] == "better"
+    assert got["tic ni"]["seeds"] == 3 and got["tic ni"]["lo"] == pytest.approx(10.0)
+    assert "tic ni" in (root / "leaderboard.html").read_text()
+
+
+def test_a_claim_on_a_variant_without_runs_says_what_it_needs(tmp_path):
+    root = fake_suite(tmp_path)
+    config = copy.deepcopy(CONFIG)
+    config["variants"].append({"name": "grpo_no_is", "algorithm": "grpo_no_is", "options": {}})
+    config["claims"] = [{"variant": "grpo_no_is", "reference": "grpo", "kind": "difference", "margin": 0.0,
+                         "metric": "pass@1", "target": KEY, "alpha": 0.05, "name": "no runs yet"}]
+    (root / "suite.json").write_text(json.dumps({"config": config, "config_hash": "h", "provenance": PROV}))
+    md = write_leaderboard(root)
+    assert "| no runs yet: `grpo_no_is` different from `grpo` (arith-test pass@1, alpha 0.05) | - | - | undecided | 0 " \
+           "| needs at least 2 paired seeds |" in md
+    json.loads((root / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-finite {c}"))

@@ -98,6 +98,33 @@ RANGE_CASES = [
 ]
 CASES += [(label, GOOD.replace(old, new, 1), needle) for label, old, new, needle in RANGE_CASES]
 
+# Benchmark versions and pre-registered claims (docs/leaderboard.md): each refused at load in one line.
+TWO = GOOD + '\n[[variants]]\nalgorithm = "grpo_no_is"\n'
+CLAIM = '\n[[claims]]\nvariant = "grpo_no_is"\nreference = "grpo"\n'
+CASES += [
+    ("unknown benchmark version", GOOD.replace("steps = 1", "steps = 1\nbenchmark_version = 9"),
+     "train.benchmark_version: benchmark 'arith' has no version 9"),
+    ("eval version differs from train", GOOD.replace("steps = 1", "steps = 1\nbenchmark_version = 2")
+     .replace("limit = 2 }", "limit = 2, version = 1 }"), "eval.benchmarks[0].version: 1, but train.benchmark_version is 2"),
+    ("claim unknown variant", TWO + CLAIM.replace('"grpo_no_is"', '"grpo_nois"') + 'kind = "difference"\n',
+     "claims[0].variant: 'grpo_nois' is not a variant name"),
+    ("claim unknown reference", TWO + CLAIM.replace('"grpo"\n', '"ppo"\n') + 'kind = "difference"\n',
+     "claims[0].reference: 'ppo' is not a variant name"),
+    ("claim against itself", TWO + CLAIM.replace('"grpo"\n', '"grpo_no_is"\n') + 'kind = "difference"\n',
+     "claims[0].reference: the same variant"),
+    ("claim unknown kind", TWO + CLAIM + 'kind = "superiority"\nmargin = 3\n', "claims[0].kind: expected one of"),
+    ("claim without kind", TWO + CLAIM, "claims[0].kind: expected one of"),
+    ("equivalence without margin", TWO + CLAIM + 'kind = "equivalence"\n', "claims[0].margin: kind 'equivalence' needs a margin"),
+    ("non-inferiority negative margin", TWO + CLAIM + 'kind = "non_inferiority"\nmargin = -3\n',
+     "claims[0].margin: kind 'non_inferiority' needs a margin"),
+    ("difference with margin", TWO + CLAIM + 'kind = "difference"\nmargin = 3\n', "claims[0].margin: kind 'difference' uses no margin"),
+    ("claim alpha", TWO + CLAIM + 'kind = "difference"\nalpha = 0.5\n', "claims[0].alpha: must be in (0, 0.5)"),
+    ("claim metric", TWO + CLAIM + 'kind = "difference"\nmetric = "mean@4"\n', "claims[0].metric: expected one of pass@1"),
+    ("claim target", TWO + CLAIM + 'kind = "difference"\ntarget = "gsm8k-test"\n', "claims[0].target: 'gsm8k-test' is not an eval target"),
+    ("claim unknown key", TWO + CLAIM + 'kind = "difference"\nmargins = 3\n', "claims[0].margins: unknown key"),
+    ("duplicate claim", TWO + (CLAIM + 'kind = "difference"\n') * 2, "claims[1].name: duplicate claim"),
+]
+
 
 @pytest.mark.parametrize("label,text,needle", CASES, ids=[c[0] for c in CASES])
 def test_malformed_suite(tmp_path, capsys, label, text, needle):
@@ -128,6 +155,32 @@ def test_good_suite_parses_and_resolves_every_option(tmp_path):
     assert suite.variants[0].options == {"beta": 0.0, "delta": 1e-4, "std": "unbiased", "advantage": "group",
                                          "aggregation": "seq_mean", "ratio_level": "token", "clip": "two_sided",
                                          "eps_low": 0.2, "eps_high": 0.2, "dual_clip": 0.0, "max_log_ratio": 20.0}
+
+
+def test_claims_and_versions_parse_and_stay_out_of_the_hash(tmp_path):
+    """[[claims]] and a benchmark version load resolved; claims never change the config hash, version 1
+    (what published folders were made with) hashes as if the key did not exist, version 2 changes it."""
+    from grpo_bench.config import load_suite
+    from grpo_bench.config.suite import config_hash
+    from grpo_bench.execute.plan import shared_config
+    from grpo_bench.registry import default_registry
+
+    def digest(text):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        suite = load_suite(path, default_registry())
+        return suite, config_hash(shared_config(suite.resolved()))
+
+    plain, h_plain = digest(TWO)
+    assert plain.train.benchmark_version == 1 and plain.eval.benchmarks[0].version == 1
+    claimed, h_claimed = digest(TWO + CLAIM + 'kind = "equivalence"\nmargin = 3\n')
+    (c,) = claimed.claims
+    assert (c.kind, c.margin, c.metric, c.target, c.alpha, c.name) == (
+        "equivalence", 3.0, "pass@1", "arith-test", 0.05, "grpo_no_is equivalence grpo")
+    v2, h_v2 = digest(TWO.replace("steps = 1", "steps = 1\nbenchmark_version = 2"))
+    assert v2.eval.benchmarks[0].version == 2  # the eval target of the train benchmark follows it
+    pinned, h_pinned = digest(TWO.replace("steps = 1", "steps = 1\nbenchmark_version = 1"))
+    assert h_plain == h_claimed == h_pinned != h_v2
 
 
 def test_variant_train_overrides_reach_the_trainer(tmp_path):

@@ -141,6 +141,8 @@ class SuiteMeta:
 @dataclass
 class TrainSection(TrainConfig):
     benchmark: str = "arith"
+    # the benchmark's version (0: its default, resolved at load and recorded; benchmark.py, Benchmark.version)
+    benchmark_version: int = 0
     split: str = "train"
     rewards: list[str] = field(default_factory=lambda: ["math_verify"])
     reward_weights: dict = field(default_factory=dict)
@@ -155,6 +157,9 @@ class EvalTarget:
     name: str = ""
     split: str = "test"
     limit: int = 0  # 0: the whole split
+    # the benchmark's version (0: train.benchmark_version when it is the train benchmark, else its default);
+    # resolved at load and recorded
+    version: int = 0
 
 
 @dataclass
@@ -175,6 +180,25 @@ class Variant:
     train: dict = field(default_factory=dict)
 
 
+#: the kinds of a pre-registered claim (docs/leaderboard.md, "Claims"), and whether each needs a margin
+CLAIM_KINDS = {"equivalence": True, "non_inferiority": True, "difference": False}
+
+
+@dataclass
+class Claim:
+    """A pre-registered claim (``[[claims]]``): ``variant`` compared with ``reference`` on the per-seed paired
+    differences of ``metric`` on eval target ``target``, tested at level ``alpha``."""
+
+    variant: str = ""
+    reference: str = ""
+    kind: str = ""  # one of CLAIM_KINDS
+    margin: float = 0.0  # in points of the metric (3 = 3 percentage points); the kinds that use one need > 0
+    metric: str = "pass@1"  # or "mean@k" with k = [eval] samples
+    target: str = ""  # eval key "NAME-SPLIT" (e.g. "arith-test"); "" = the first [eval] target
+    alpha: float = 0.05
+    name: str = ""  # a label; "" = "VARIANT KIND REFERENCE"
+
+
 @dataclass
 class Suite:
     path: Path
@@ -184,6 +208,8 @@ class Suite:
     variants: list[Variant]
     #: the ``--set`` items applied (recorded in the provenance; their values are in the resolved config)
     overrides: list[str] = field(default_factory=list)
+    #: pre-registered claims (``[[claims]]``): analysis only, never in the config hash
+    claims: list[Claim] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The suite as plain data (what gets hashed and recorded with every result)."""

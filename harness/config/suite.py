@@ -23,7 +23,9 @@ from typing import Any
 from ..errors import UserError
 from ..registry import Registry
 from .schema import (
+    CLAIM_KINDS,
     TRACKERS,
+    Claim,
     EvalSection,
     Suite,
     SuiteMeta,
@@ -45,13 +47,22 @@ LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch
                        "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa",
                        "keep_freed_memory": False, "noise_floor_every": 5, "noise_floor_eps": 1e-7,
                        "fp32_lm_head": False, "behaviour_logprobs": "trainer", "sampler_correction": "none",
-                       "sampler_correction_level": "token", "sampler_correction_cap": 2.0}
+                       "sampler_correction_level": "token", "sampler_correction_cap": 2.0, "benchmark_version": 1}
+#: the same for each ``[eval] benchmarks`` target's keys
+LEGACY_TARGET_VALUES = {"version": 1}
 
 
 def without_legacy_values(train: dict) -> dict:
     """``train`` less the keys at their legacy value (see :data:`LEGACY_TRAIN_VALUES`)."""
     return {k: v for k, v in train.items()
             if not (k in LEGACY_TRAIN_VALUES and v == LEGACY_TRAIN_VALUES[k] and type(v) is type(LEGACY_TRAIN_VALUES[k]))}
+
+
+def without_legacy_targets(ev: dict) -> dict:
+    """``[eval]`` with each target's keys at their legacy value left out (see :data:`LEGACY_TARGET_VALUES`)."""
+    targets = [{k: v for k, v in t.items() if not (k in LEGACY_TARGET_VALUES and v == LEGACY_TARGET_VALUES[k])}
+               if isinstance(t, dict) else t for t in ev.get("benchmarks", [])]
+    return {**ev, "benchmarks": targets} if "benchmarks" in ev else ev
 
 
 def config_hash(obj: Any) -> str:
@@ -193,7 +204,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     def err(key: str, msg: str) -> SuiteError:
         return SuiteError(f"{path}: {key}: {msg}")
 
-    known = {"suite", "train", "eval", "variants"}
+    known = {"suite", "train", "eval", "variants", "claims"}
     for key in data:
         if key not in known:
             raise err(key, f"unknown key (known: {', '.join(sorted(known))})")
@@ -202,6 +213,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         train = _build(TrainSection, data.get("train", {}), "train")
         ev = _build(EvalSection, data.get("eval", {}), "eval")
         variants = _check_type(data.get("variants", []), list[Variant], "variants")
+        claims = _check_type(data.get("claims", []), list[Claim], "claims")
     except SuiteError as exc:
         raise SuiteError(f"{path}: {exc}") from None
 
@@ -239,6 +251,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     bench = _check_plugin(registry, "benchmarks", train.benchmark, err, "train.benchmark")
     if train.split not in bench.splits:
         raise err("train.split", f"benchmark {train.benchmark!r} has no split {train.split!r}")
+    resolve_versions(registry, train, ev, err)
     if not train.rewards:
         raise err("train.rewards", "at least one reward is needed")
     for i, name in enumerate(train.rewards):
@@ -304,7 +317,69 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     check_model(meta.model, lambda msg: err("suite.model", msg))
     suite = Suite(path, meta, train, ev, variants)
     suite.overrides = list(overrides or [])
+    suite.claims = check_claims(claims, suite, err)
     return suite
+
+
+def resolve_versions(registry: Registry, train: TrainSection, ev: EvalSection, err) -> None:
+    """Each benchmark version: 0 becomes the default one (an eval target of the train benchmark follows
+    ``train.benchmark_version``); a version the benchmark lacks, or an eval target of the train benchmark at
+    another version than train (a version's test is held out from that version's train only), is refused."""
+    def check(name: str, version: int, key: str) -> int:
+        bench = registry.get("benchmarks", name)
+        if version == 0:
+            return bench.version
+        if version not in bench.versions:
+            raise err(key, f"benchmark {name!r} has no version {version} (versions: {', '.join(map(str, bench.versions))})")
+        return version
+
+    train.benchmark_version = check(train.benchmark, train.benchmark_version, "train.benchmark_version")
+    for i, target in enumerate(ev.benchmarks):
+        same = target.name == train.benchmark
+        target.version = check(target.name, target.version or (train.benchmark_version if same else 0),
+                               f"eval.benchmarks[{i}].version")
+        if same and target.version != train.benchmark_version:
+            raise err(f"eval.benchmarks[{i}].version", f"{target.version}, but train.benchmark_version is "
+                      f"{train.benchmark_version} for the same benchmark {target.name!r} (a version's test split is "
+                      "held out from that version's train split only)")
+
+
+def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
+    """Pre-registered claims (``[[claims]]``) against the suite: known variants, a kind, a margin exactly
+    when the kind uses one, a metric and eval target the suite produces, alpha in (0, 0.5)."""
+    variants = [v.name for v in suite.variants]
+    targets = [f"{t.name}-{t.split}" for t in suite.eval.benchmarks]
+    metrics = ["pass@1"] + ([f"mean@{suite.eval.samples}"] if suite.eval.samples else [])
+    names: set[str] = set()
+    for i, c in enumerate(claims):
+        where = f"claims[{i}]"
+        for key in ("variant", "reference"):
+            if getattr(c, key) not in variants:
+                raise err(f"{where}.{key}", f"{getattr(c, key)!r} is not a variant name (variants: {', '.join(variants)})")
+        if c.variant == c.reference:
+            raise err(f"{where}.reference", f"the same variant as claims[{i}].variant ({c.variant!r})")
+        if c.kind not in CLAIM_KINDS:
+            raise err(f"{where}.kind", f"expected one of {', '.join(CLAIM_KINDS)}, got {c.kind!r}")
+        if CLAIM_KINDS[c.kind] and not 0 < c.margin < 100:
+            raise err(f"{where}.margin", f"kind {c.kind!r} needs a margin in (0, 100) points, got {c.margin:g}")
+        if not CLAIM_KINDS[c.kind] and c.margin:
+            raise err(f"{where}.margin", f"kind {c.kind!r} uses no margin (equivalence and non_inferiority do), "
+                                         f"got {c.margin:g}")
+        if not 0 < c.alpha < 0.5:
+            raise err(f"{where}.alpha", f"must be in (0, 0.5), got {c.alpha:g}")
+        if c.metric not in metrics:
+            raise err(f"{where}.metric", f"expected one of {', '.join(metrics)} (mean@k needs [eval] samples = k), "
+                                         f"got {c.metric!r}")
+        if not targets:
+            raise err(f"{where}.target", "the suite has no [eval] benchmarks target to test a claim on")
+        c.target = c.target or targets[0]
+        if c.target not in targets:
+            raise err(f"{where}.target", f"{c.target!r} is not an eval target (targets: {', '.join(targets)})")
+        c.name = c.name or f"{c.variant} {c.kind.replace('_', '-')} {c.reference}"
+        if c.name in names:
+            raise err(f"{where}.name", f"duplicate claim {c.name!r} (set name to tell them apart)")
+        names.add(c.name)
+    return claims
 
 
 #: [train] settings whose "auto" is resolved per device at load (and recorded resolved)

@@ -9,8 +9,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..benchmark import benchmark_at
 from ..config.schema import Suite
-from ..config.suite import config_hash, without_legacy_values
+from ..config.suite import config_hash, without_legacy_targets, without_legacy_values
 from ..errors import UserError
 from ..provenance import provenance
 from ..registry import Registry
@@ -57,10 +58,13 @@ def shared_config(resolved: dict) -> dict:
     reuse its finished runs; a run's own variant is checked per run by :func:`check_finished`)."""
     shared = copy.deepcopy(resolved)
     shared.pop("variants", None)
+    shared.pop("claims", None)  # analysis only: claims never change a run
     for key in ("seeds", "resources"):
         shared.get("suite", {}).pop(key, None)
     if "train" in shared:  # keys at the value that reproduces folders written before they existed
         shared["train"] = without_legacy_values(shared["train"])
+    if "eval" in shared:
+        shared["eval"] = without_legacy_targets(shared["eval"])
     return shared
 
 
@@ -96,7 +100,7 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
     resolved = suite.resolved()
     record = {"suite": suite.suite.name, "config": resolved, "config_hash": config_hash(shared_config(resolved)),
               "provenance": provenance() | {"overrides": list(suite.overrides)},
-              "benchmarks": {t.name: registry.get("benchmarks", t.name).describe() for t in suite.eval.benchmarks}}
+              "benchmarks": {t.name: benchmark_at(registry, t.name, t.version).describe() for t in suite.eval.benchmarks}}
     return Plan(suite, out, runs, record)
 
 
@@ -120,8 +124,9 @@ def resolve_inputs(suite: Suite, registry: Registry) -> None:
     from ..hub import check_dataset, check_model
 
     check_model(suite.suite.model)
-    for name in [suite.train.benchmark, *(t.name for t in suite.eval.benchmarks)]:
-        bench = registry.get("benchmarks", name)
+    uses = [(suite.train.benchmark, suite.train.benchmark_version), *((t.name, t.version) for t in suite.eval.benchmarks)]
+    for name, version in uses:
+        bench = benchmark_at(registry, name, version)
         bench.use_data(suite.suite.data)
         if bench.hub_dataset and (bench.data_source == "hub" or os.environ.get("GRPO_BENCH_HUB") == "1"):
             check_dataset(name, bench.hub_dataset)
@@ -167,7 +172,7 @@ def describe(plan: Plan, registry: Registry) -> str:
             train_samples, train_tokens = train_samples + n, train_tokens + n * t.max_new_tokens
     eval_problems = 0
     for t in ev.benchmarks:
-        n = len(registry.get("benchmarks", t.name).problems(t.split))
+        n = len(benchmark_at(registry, t.name, t.version).problems(t.split))
         eval_problems += min(n, t.limit) if t.limit else n
     eval_samples = len(pending) * eval_problems * (1 + ev.samples)
     lines.append(f"cost of the pending runs: {train_samples} training samples, first draws (at most "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..benchmark import benchmark_at
 from ..config.schema import EvalConfig, Suite, TrainConfig
 from ..evaluation import evaluate
 from ..io import atomic_write_json, write_jsonl
@@ -82,7 +83,7 @@ def run_evals(session: Session, run_dir: Path, seed: int, steps: int = 0) -> dic
 
             out[key] = json.loads(summary_path.read_text())
             continue
-        bench = session.registry.get("benchmarks", target.name)
+        bench = benchmark_at(session.registry, target.name, target.version)
         scorer = session.scorer([bench.eval_reward])
         summary, records = evaluate(session.engine, session.tokenizer, bench, target.split, target.limit or None,
                                     scorer, eval_config(session.suite, seed), TrainerState(steps, steps))
@@ -101,7 +102,7 @@ def curve_evals(session: Session, seed: int):
     def on_eval(step: int) -> list[dict]:
         rows = []
         for target in ev.benchmarks:
-            bench = session.registry.get("benchmarks", target.name)
+            bench = benchmark_at(session.registry, target.name, target.version)
             limit = min(target.limit, ev.every_limit) if target.limit else ev.every_limit
             cfg = eval_config(session.suite, seed)
             cfg.samples = 0  # greedy only during training
@@ -231,7 +232,7 @@ def _train_and_eval(session: Session, run_dir: Path, variant_name: str | None, s
     atomic_write_json(run_dir / "config.json", record)
     trackers.log_config(record)
     tr = suite.train
-    bench = session.registry.get("benchmarks", tr.benchmark)
+    bench = benchmark_at(session.registry, tr.benchmark, tr.benchmark_version)
     rewards = list(tr.rewards)
     weights = dict(tr.reward_weights)
     if bench.eval_reward not in rewards:  # logged as accuracy, weight 0 in the training reward

@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean
 
 from ..errors import UserError
+from .claims import claim_rows
 from .movement import movement_table
 from .runs import DEFAULT_MARGIN, DEFAULT_TARGET, WINDOW, Run, eval_metrics, group_runs
 from .stats import Interval, bootstrap_interval, paired_difference, t_interval, verdict
@@ -195,6 +196,7 @@ def build_board(runs: list[Run], results_dir: Path, reference: str | None = None
     return {"reference": reference, "target": target, "window": WINDOW, "metrics": metrics, "rows": rows,
             "curve_keys": sorted({k for row in rows for k in row["eval_auc"]}),
             "margin": margin, "positive_control": control if control in groups else None,
+            "claims": claim_rows((prov.get("config") or {}).get("claims") or [], groups, results_dir),
             "provenance": prov, "movement": movement_table(runs),
             "runs": [{"variant": r.variant, "seed": r.seed, "path": str(r.path.relative_to(results_dir))
                       if r.path.is_relative_to(results_dir) else str(r.path)} for r in runs]}

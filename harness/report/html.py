@@ -18,6 +18,7 @@ import json
 import re
 from pathlib import Path
 
+from .claims import claims_html
 from .render import notes, provenance_lines, table
 from .runs import flatten
 
@@ -138,7 +139,7 @@ def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:
 <style>{CSS}</style></head>
 <body>
 <h1>Leaderboard: {suite}</h1>
-{_table(header, rows, "sortable board")}
+{claims_html(board)}{_table(header, rows, "sortable board")}
 <div class="notes">{"".join(f"<p>{_inline(n)}</p>" for n in notes(board))}</div>
 <h2>What differs between variants</h2>
 {diff}

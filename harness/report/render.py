@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from .claims import claims_markdown
 from .movement import movement_lines
 
 
@@ -152,7 +153,7 @@ def provenance_lines(board: dict) -> list[str]:
 
 def to_markdown(board: dict) -> str:
     header, rows = table(board)
-    lines = [f"# Leaderboard: {board['provenance']['suite']}", "",
+    lines = [f"# Leaderboard: {board['provenance']['suite']}", "", *claims_markdown(board),
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", *movement_lines(board.get("movement") or [])]

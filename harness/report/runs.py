@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from ..config.suite import without_legacy_values
+from ..config.suite import without_legacy_targets, without_legacy_values
 from ..errors import UserError
 from ..io import read_jsonl
 
 DEFAULT_MARGIN = 0.03  # equivalence margin (3 points) unless the suite sets [suite] equivalence_margin
 DEFAULT_TARGET = 0.5  # train accuracy for "steps to target"
 WINDOW = 3  # trailing moving average of train accuracy, in steps
-IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources")  # what may differ between runs of one leaderboard
+IGNORED_KEYS = ("variants", "suite.seeds", "suite.resources", "claims")  # what may differ between runs of one leaderboard
 
 
 @dataclass
@@ -93,22 +93,52 @@ def flatten(obj, prefix: str = "") -> dict:
 
 def comparable(config: dict) -> dict:
     """The config as dotted keys, without the keys that may differ (variants, seeds)."""
-    flat = flatten({**config, "train": without_legacy_values(config.get("train", {}))})
+    flat = flatten({**config, "train": without_legacy_values(config.get("train", {})),
+                    **({"eval": without_legacy_targets(config["eval"])} if "eval" in config else {})})
     return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") or k.startswith(i + "[")
                                                     for i in IGNORED_KEYS)}
+
+
+def benchmark_versions(summary: dict) -> dict[str, int]:
+    """Benchmark name -> the version a run trained or evaluated on (recorded before versions existed: 1)."""
+    config = summary.get("config", {})
+    train = config.get("train", {})
+    out = {train["benchmark"]: train.get("benchmark_version", 1)} if train.get("benchmark") else {}
+    for target in config.get("eval", {}).get("benchmarks", []):
+        out[target["name"]] = target.get("version", 1)
+    for name, spec in (summary.get("benchmarks") or {}).items():
+        out[name] = (spec or {}).get("version", out.get(name, 1))
+    return out
+
+
+def check_versions(runs: list[Run], where: Path) -> None:
+    """One line when runs used different versions of a benchmark (their numbers are not comparable)."""
+    seen: dict[str, dict[int, list[str]]] = {}
+    for r in runs:
+        for name, version in benchmark_versions(r.summary).items():
+            seen.setdefault(name, {}).setdefault(version, []).append(r.label)
+    for name, versions in sorted(seen.items()):
+        if len(versions) > 1:
+            parts = [f"version {v} ({', '.join(labels[:3])}{', ...' if len(labels) > 3 else ''})"
+                     for v, labels in sorted(versions.items())]
+            raise UserError(f"{where}: refusing to compare runs evaluated on different versions of benchmark "
+                            f"{name!r}: {' vs '.join(parts)}")
 
 
 def check_comparable(runs: list[Run], where: Path) -> None:
     """Refuse runs whose configs differ in anything but variant and seed.
 
-    Compared: the resolved config (less variants and seeds), the prompt templates (``benchmarks``,
-    ``chat_template``) and, between runs of one variant, the algorithm and its options.
+    Compared: the benchmark versions first (:func:`check_versions`), then the resolved config (less variants
+    and seeds), the prompt templates (``benchmarks``, ``chat_template``) and, between runs of one variant,
+    the algorithm and its options.
     """
+    check_versions(runs, where)
     flats = []
     for r in runs:
         s = r.summary
         algo = {f"algorithm({r.variant}).{k}": v for k, v in flatten(s.get("algorithm") or {}).items()}
-        prompts = flatten({"benchmarks": s.get("benchmarks"), "chat_template": s.get("chat_template")})
+        specs = {name: {"version": 1, **(spec or {})} for name, spec in (s.get("benchmarks") or {}).items()}
+        prompts = flatten({"benchmarks": specs or s.get("benchmarks"), "chat_template": s.get("chat_template")})
         flats.append((r, {**comparable(s.get("config", {})), **prompts, **algo}))
     keys = sorted(set().union(*(f for _, f in flats)))
     problems = []
