@@ -420,3 +420,75 @@ def test_enumeration_is_refused_when_too_large(probe):
     from grpo_bench.errors import UserError
     with pytest.raises(UserError, match="enumerate"):
         enumerate_batches(probe, probe.token_logp(probe.init_theta()).detach(), 8)
+
+
+# ---- the docs' sentences, each on a small enumerable case ------------------------------------------------
+ONE_PROMPT = ProbeConfig(digits=2, max_len=3, targets=(2,), hidden=6, seed=2, warm_start_value=0.3)
+
+
+def test_group_trajectory_ratio_is_exact_at_theta_k_for_the_objective_its_advantages_define(registry):
+    """docs: "without its clip, TIC-GRPO's group-mode update is exactly the gradient at theta_k of
+    E[abar(r/|o|)]", abar(s) = the group advantage of a completion with score s averaged over the G - 1 others
+    drawn from pi_old. Reference: abar by enumerating the others with the formula written out here, then autograd of
+    sum_o pi_theta(o) abar(s(o)). Winners here have two lengths ("2 EOS", "1 1 EOS"), so abar is not a function of r
+    alone, and the result is not grad J(theta_k) (checked too)."""
+    probe = ProbePolicy.build(ONE_PROMPT)
+    theta_old = probe.old_theta()
+    old = Point.at(probe, theta_old)
+    G = 3
+    s = probe.rewards / probe.lengths
+    p_old = probe.probs(theta_old)[0]
+    abar = torch.zeros_like(s)
+    for i in range(len(s)):
+        for j in range(len(s)):
+            for k in range(len(s)):
+                grp = torch.stack([s[i], s[j], s[k]])
+                abar[i] += p_old[j] * p_old[k] * (s[i] - grp.mean()) / (grp.std(correction=1) + 1e-4)
+    tic = Estimator(probe, VariantSpec("tic_grpo", (("eps_high", NO_CLIP),), "group", "noclip"), registry)
+    for seed, scale in ((0, 0.3), (1, 1.5)):
+        theta_k = random_theta(probe, theta_old, scale, seed)
+        th = theta_k.clone().requires_grad_(True)
+        ref = torch.autograd.grad((torch.exp(probe.seq_logp(probe.token_logp(th))) * abar).sum(), th)[0]
+        exact = tic.exact_group_expectation(G, old, Point.at(probe, theta_k))
+        assert torch.allclose(exact, ref, rtol=1e-9, atol=1e-13 * float(ref.norm()))
+        assert 0.5 < float(exact @ autograd_grad_J(probe, theta_k)) / float(exact.norm() * autograd_grad_J(
+            probe, theta_k).norm()) < 1 - 1e-6  # near grad J(theta_k), not equal to it
+    # with its clip (as configured) it is not, once the steps raise winners' ratios above 1.2 (along grad J)
+    g = autograd_grad_J(probe, theta_old)
+    up = Point.at(probe, theta_old + 2.0 * g / g.norm())
+    assert float(torch.exp(probe.seq_logp(up.logp - old.logp))[probe.rewards > 0].max()) > 1.2
+    clipped = Estimator(probe, VariantSpec("tic_grpo"), registry).exact_group_expectation(G, old, up)
+    unclipped = tic.exact_group_expectation(G, old, up)
+    assert float((clipped - unclipped).norm()) > 1e-3 * float(unclipped.norm())
+
+
+def cosines_along_paths(probe_cfg, label, registry, kls):
+    """Exact (cos to grad J(theta_k), cos to grad J(theta_old)) of a fixed-advantage variant at each KL along
+    three random directions and the gradient direction."""
+    ctx = Context(probe_cfg, random_directions=3)
+    spec = next(s for s in default_specs(registry) if s.label == label)
+    est = Estimator(ctx.probe, spec, registry)
+    out = []
+    for kl in kls:
+        for d in ctx.directions:
+            at = Point.at(ctx.probe, ctx.perturbed(kl, d))
+            e = est.exact_expectation(ctx.baseline, ctx.old, at)
+            g_k = ctx.probe.exact_gradient(at.theta, at.jac)
+            out.append((float(e @ g_k) / float(e.norm() * g_k.norm()), float(e @ ctx.g_old) / float(e.norm() * ctx.g_old.norm())))
+    return out
+
+
+def test_token_ratio_with_fixed_advantages_is_nearer_theta_k(registry):
+    """docs: grpo[noclip][sum] (token ratios, no clip, no length normalisation, fixed advantage) is nearer
+    grad J(theta_k) than grad J(theta_old) on every path at KL 0.05 and 0.3."""
+    cells = cosines_along_paths(CFG, "grpo[noclip][sum]", registry, (0.05, 0.3))
+    assert len(cells) == 8 and all(k > o for k, o in cells), cells
+
+
+def test_no_is_and_control_with_fixed_advantages(registry):
+    """docs: grpo_no_is[sum] is exactly grad J(theta_old) (cos 1) and so nearer theta_old on every path; the
+    no-ratio control score@θk[sum] is not exact anywhere (cos to both < 1) away from theta_old."""
+    cells = cosines_along_paths(CFG, "grpo_no_is[sum]", registry, (0.05, 0.3))
+    assert all(o == pytest.approx(1.0, abs=1e-12) and k < 1 - 1e-4 for k, o in cells)
+    cells = cosines_along_paths(CFG, "score@θk[sum]", registry, (0.05, 0.3))
+    assert all(k < 1 - 1e-4 and o < 1 - 1e-4 for k, o in cells)
