@@ -571,7 +571,7 @@ def write(result: dict, cfg: BiasConfig, out_dir: Path, provenance: dict, real: 
         f"(lr {cfg.lr:g}, one batch, at most {cfg.max_steps} steps), cut at each exact sequence KL(π_old || π_θk). "
         f"{cfg.batches} Monte Carlo batches of G = {cfg.group_size} per cell (the same for every variant). "
         "Definitions: docs/gradient-bias.md.", "",
-        band_sentence(real), "",
+        band_sentence(real), "", "",
     ]
     detail = tuple(t for t in (0.05, 0.3) if t in cfg.targets())
     files = [out_dir / "table.md", out_dir / "table.csv", out_dir / "table.json", out_dir / "config.json"]
