@@ -267,6 +267,7 @@ def test_real_run_band_reads_only_runs_above_their_noise_floor(tmp_path):
     write_run(tmp_path, "claims", "tic_grpo", 0, [0.3, 0.2, 0.4], [0.01, 0.03, 0.02])  # 0.3 >= 10 * 0.02
     write_run(tmp_path, "claims", "grpo", 1, [0.05, 0.05, 0.05], [0.01, 0.01, 0.01])  # 0.05 < 0.1: below
     write_run(tmp_path, "old", "grpo", 0, [0.8, 0.9])  # no floor column: unknown
+    write_run(tmp_path, "old", "base", 0, [])  # no training rows: not counted at all
     (tmp_path / "gradient-bias").mkdir()  # a results folder without runs
     real = real_run_band(tmp_path)
     assert real["runs"] == {"above": 2, "below": 1, "unknown": 1}
@@ -492,3 +493,69 @@ def test_no_is_and_control_with_fixed_advantages(registry):
     assert all(o == pytest.approx(1.0, abs=1e-12) and k < 1 - 1e-4 for k, o in cells)
     cells = cosines_along_paths(CFG, "score@θk[sum]", registry, (0.05, 0.3))
     assert all(k < 1 - 1e-4 and o < 1 - 1e-4 for k, o in cells)
+
+
+# ---- the published numbers the docs quote (recomputed from results/gradient-bias/table.json) -------------
+# (variant, KL, paths, cells nearer grad J(theta_k), cells, verdict, median cos_k, median cos_old)
+PUBLISHED = [
+    ("tic_grpo", 0.05, "all", 8, 12, "mixed", 0.825, 0.752),
+    ("tic_grpo", 0.05, "random", 6, 6, "nearer θk", 0.990, 0.855),
+    ("tic_grpo", 0.3, "all", 12, 12, "nearer θk", 0.888, 0.458),
+    ("grpo", 0.05, "all", 10, 12, "mixed", 0.714, 0.637),
+    ("grpo", 0.3, "all", 11, 12, "mixed", 0.714, 0.210),
+    ("grpo", 0.05, "gradient", 3, 3, "nearer θk", 0.350, 0.207),
+    ("grpo", 0.05, "adam", 2, 3, "mixed", 0.531, 0.483),
+    ("grpo_no_is", 0.05, "all", 2, 12, "mixed", 0.718, 0.916),
+    ("grpo_no_is", 0.3, "all", 0, 12, "nearer θold", 0.386, 0.916),
+    ("cispo", 0.05, "all", 12, 12, "nearer θk", 0.970, 0.936),
+    ("score@θk", 0.05, "all", 4, 12, "mixed", 0.767, 0.903),
+    ("score@θk", 0.3, "all", 2, 12, "mixed", 0.513, 0.781),
+    ("score@θk[sum]", 0.05, "all", 0, 12, "nearer θold", 0.931, 0.983),
+    ("grpo[noclip]", 0.05, "all", 4, 12, "mixed", 0.847, 0.910),
+    ("grpo[noclip]", 0.3, "all", 11, 12, "mixed", 0.840, 0.702),
+    ("grpo[noclip][sum]", 0.05, "all", 12, 12, "nearer θk", 0.977, 0.933),
+    ("grpo[noclip][sum]", 0.3, "all", 12, 12, "nearer θk", 0.917, 0.704),
+    ("tic_grpo[noclip]", 0.05, "all", 12, 12, "nearer θk", 0.996, 0.886),
+    ("tic_grpo[noclip]", 0.3, "all", 12, 12, "nearer θk", 0.996, 0.609),
+    ("tic_grpo[noclip][sum]", 0.3, "all", 12, 12, "nearer θk", 1.000, 0.589),
+]
+
+
+@pytest.fixture(scope="module")
+def published():
+    return json.loads((ROOT / "results/gradient-bias/table.json").read_text())
+
+
+def test_published_summary_is_recomputed_from_its_rows(published):
+    assert published["summary"] == json.loads(json.dumps(summarise(published["rows"])))
+    first = [s["role"] for s in published["summary"]]
+    assert first.index("control") > max(i for i, r in enumerate(first) if r == "configured")  # as configured lead
+
+
+@pytest.mark.parametrize("variant,kl,kind,nearer,n,verdict_,cos_k,cos_old", PUBLISHED)
+def test_every_number_the_docs_quote_is_in_the_published_table(published, variant, kl, kind, nearer, n, verdict_,
+                                                               cos_k, cos_old):
+    s = next(x for x in published["summary"] if x["variant"] == variant and x["kl_target"] == kl and x["kind"] == kind)
+    assert (s["nearer_k"], s["n"], s["verdict"]) == (nearer, n, verdict_)
+    assert s["cos_k"]["median"] == pytest.approx(cos_k, abs=5e-4)
+    assert s["cos_old"]["median"] == pytest.approx(cos_old, abs=5e-4)
+    docs = (ROOT / "docs/gradient-bias.md").read_text()
+    assert f"{cos_k:.3f}" in docs and f"{cos_old:.3f}" in docs, (variant, kl, kind)
+
+
+def test_the_other_quoted_numbers(published):
+    S = {(x["variant"], x["kl_target"], x["kind"]): x for x in published["summary"]}
+    grpo = S[("grpo", 0.05, "all")]["cos_k"]
+    assert (round(grpo["min"], 2), round(grpo["max"], 2)) == (0.09, 0.92)  # "cells from 0.09 to 0.92"
+    assert S[("grpo", 0.0, "all")]["cos_k"]["median"] == pytest.approx(0.916, abs=5e-4)  # KL 0
+    tic = [S[("tic_grpo[noclip]", kl, "all")] for kl in (0.05, 0.3)]
+    assert [round(t["cos_own_k"]["median"], 3) for t in tic] == [0.971, 0.988]  # to grad E[r/|o|]
+    assert all(t["cos_own_k"]["median"] < t["cos_k"]["median"] for t in tic)  # nearer grad J than its own
+    for v in ("bnpo", "dapo", "dr_grpo", "grpo", "gspo"):  # Adam paths that stop short of KL 1
+        assert S[(v, 1.0, "all")]["n"] == 9, v
+    assert S[("tic_grpo", 1.0, "all")]["n"] == 12
+    assert all(S[(v, kl, "all")]["cos_k"]["min"] > 0.9999 for v in ("tic_grpo[noclip][raw]", "tic_grpo[noclip][sum]")
+               for kl in (0.01, 0.05, 0.3, 1.0))  # cos 1.000 at every KL
+    assert all(S[("grpo_no_is[sum]", kl, "all")]["cos_old"]["min"] > 0.9999 for kl in (0.01, 0.05, 0.3, 1.0))
+    real = published["real_runs"]
+    assert real["band"] is None and real["runs"]["unknown"] == 39 and real["runs"]["above"] == 0

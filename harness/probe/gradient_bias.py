@@ -263,7 +263,8 @@ def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
     (the same statistic for a perturbation far below any real step). A run is above its floor when
     median(kl_old_k3_seq) >= ``factor`` * median(noise_floor_k3_seq) over its steps; runs without the floor
     column are "floor unknown", runs below it "below floor": both left out and counted. ``band``: median and
-    10-90% range of kl_old_k3_seq over every step of the runs above the floor, or None."""
+    10-90% range of kl_old_k3_seq over every step of the runs above the floor, or None. Folders without
+    training rows (the base model) are not counted."""
     from ..report.runs import load_runs
 
     counts = {"above": 0, "below": 0, "unknown": 0}
@@ -273,6 +274,8 @@ def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
     for suite in folders:
         for run in load_runs(suite):
             rows = run.metrics()
+            if not rows:
+                continue  # no training steps (the base model's folder): not a run that moved
             kl = [float(r["kl_old_k3_seq"]) for r in rows if _finite(r.get("kl_old_k3_seq"))]
             floor = [float(r["noise_floor_k3_seq"]) for r in rows if _finite(r.get("noise_floor_k3_seq"))]
             if not kl or not floor:
