@@ -399,7 +399,8 @@ def test_group_mode_exact_expectation_by_enumerating_every_group(registry, name)
     for theta_k in (theta_old, random_theta(probe, theta_old, 1.0, 2)):
         at = Point.at(probe, theta_k)
         exact = est.exact_group_expectation(3, old, at)
-        ref = sum(p * reference_group_update(probe, name, rows[0], theta_k, theta_old) for rows, p in zip(batches, prob))
+        ref = sum(p * reference_group_update(probe, name, rows[0], theta_k, theta_old)
+                  for rows, p in zip(batches, prob))
         assert float(ref.norm()) > 1e-4
         assert torch.allclose(exact, ref, rtol=1e-9, atol=1e-14 * float(ref.norm()))
 
@@ -411,7 +412,8 @@ def test_group_mode_monte_carlo_converges_to_the_exact_expectation(registry):
     for name in ("grpo", "tic_grpo"):
         est = Estimator(probe, VariantSpec(name), registry)
         exact = est.exact_group_expectation(3, old, at)
-        U = est.updates(probe.sample(old.theta, 3, 4000, torch.Generator().manual_seed(1)), probe.value(old.theta), old, at)
+        batches = probe.sample(old.theta, 3, 4000, torch.Generator().manual_seed(1))
+        U = est.updates(batches, probe.value(old.theta), old, at)
         se = (U.var(0).sum() / U.shape[0]).sqrt()
         assert float((U.mean(0) - exact).norm()) < 3 * float(se), name
         assert float(exact.norm()) > 5 * float(se), name
@@ -475,7 +477,8 @@ def cosines_along_paths(probe_cfg, label, registry, kls):
             at = Point.at(ctx.probe, ctx.perturbed(kl, d))
             e = est.exact_expectation(ctx.baseline, ctx.old, at)
             g_k = ctx.probe.exact_gradient(at.theta, at.jac)
-            out.append((float(e @ g_k) / float(e.norm() * g_k.norm()), float(e @ ctx.g_old) / float(e.norm() * ctx.g_old.norm())))
+            out.append((float(e @ g_k) / float(e.norm() * g_k.norm()),
+                        float(e @ ctx.g_old) / float(e.norm() * ctx.g_old.norm())))
     return out
 
 
