@@ -508,6 +508,9 @@ PUBLISHED = [
     ("grpo", 0.3, "all", 11, 12, "mixed", 0.714, 0.210),
     ("grpo", 0.05, "gradient", 3, 3, "nearer θk", 0.350, 0.207),
     ("grpo", 0.05, "adam", 2, 3, "mixed", 0.531, 0.483),
+    ("grpo", 0.05, "random", 5, 6, "mixed", 0.824, 0.711),
+    ("tic_grpo", 0.05, "gradient", 1, 3, "mixed", 0.581, 0.581),
+    ("tic_grpo", 0.05, "adam", 1, 3, "mixed", 0.624, 0.771),
     ("grpo_no_is", 0.05, "all", 2, 12, "mixed", 0.718, 0.916),
     ("grpo_no_is", 0.3, "all", 0, 12, "nearer θold", 0.386, 0.916),
     ("cispo", 0.05, "all", 12, 12, "nearer θk", 0.970, 0.936),
@@ -560,5 +563,32 @@ def test_the_other_quoted_numbers(published):
     assert all(S[(v, kl, "all")]["cos_k"]["min"] > 0.9999 for v in ("tic_grpo[noclip][raw]", "tic_grpo[noclip][sum]")
                for kl in (0.01, 0.05, 0.3, 1.0))  # cos 1.000 at every KL
     assert all(S[("grpo_no_is[sum]", kl, "all")]["cos_old"]["min"] > 0.9999 for kl in (0.01, 0.05, 0.3, 1.0))
+    for v in ("bnpo", "dapo", "dr_grpo"):
+        for kl in (0.05, 0.3):
+            assert S[(v, kl, "random")]["verdict"] == S[(v, kl, "gradient")]["verdict"] == "nearer θk", (v, kl)
+            assert S[(v, kl, "adam")]["verdict"] == "mixed", (v, kl)
+    assert (S[("gspo", 0.05, "all")]["nearer_k"], S[("gspo", 0.05, "all")]["n"]) == (11, 12)
+    assert (S[("gspo", 0.3, "all")]["nearer_k"], S[("gspo", 0.3, "all")]["n"]) == (10, 10)
     real = published["real_runs"]
     assert real["band"] is None and real["runs"]["unknown"] == 39 and real["runs"]["above"] == 0
+
+
+def test_the_docs_summary_table_is_the_published_one(published):
+    """Each row of the docs' summary table, rebuilt from table.json (as configured, the control, five ablations)."""
+    docs = (ROOT / "docs/gradient-bias.md").read_text()
+    S = {(x["variant"], x["kl_target"]): x for x in published["summary"] if x["kind"] == "all"}
+    roles = {"configured": "as configured", "control": "control (no ratio)", "ablation": "ablation"}
+    shown = ("grpo[noclip]", "grpo[noclip][sum]", "grpo_no_is[sum]", "tic_grpo[noclip]", "tic_grpo[noclip][sum]")
+
+    def cell(x):
+        return (f"{x['cos_k']['median']:.3f} / {x['cos_old']['median']:.3f}{'*' if x['exact'] else ''} "
+                f"({x['cos_k']['min']:.2f} to {x['cos_k']['max']:.2f}) | {x['nearer_k']}/{x['n']}")
+    rows = 0
+    for (variant, kl), x in S.items():
+        if kl != 0.0 or (x["role"] == "ablation" and variant not in shown):
+            continue
+        line = (f"| {variant} | {roles[x['role']]} | {x['cos_k']['median']:.3f} | {cell(S[(variant, 0.05)])} "
+                f"| {cell(S[(variant, 0.3)])} |")
+        assert line in docs, line
+        rows += 1
+    assert rows == 15
