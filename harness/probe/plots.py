@@ -71,16 +71,18 @@ def by_path(summary: list[dict], path: Path) -> Path:
     rows = [x for x in summary if x["role"] in ("configured", "control")]
     colors = _colors(x["variant"] for x in rows)
     for ax, kind in zip(axes, kinds):
-        for v in colors:
+        for i, v in enumerate(colors):
             s = sorted((x for x in rows if x["variant"] == v and x["kind"] == kind), key=lambda x: x["kl_target"])
             if not s:
                 continue
+            shift = 1.07 ** (i - len(colors) / 2)  # spread the variants around each KL so the bars do not overlap
             gap = [x["cos_k"]["median"] - x["cos_old"]["median"] for x in s]
             lo = [x["cos_k"]["min"] - x["cos_old"]["max"] for x in s]
             hi = [x["cos_k"]["max"] - x["cos_old"]["min"] for x in s]
-            ax.errorbar([x["kl_target"] for x in s], gap, yerr=[[g - a for g, a in zip(gap, lo)],
-                                                                  [b - g for g, b in zip(gap, hi)]],
-                        fmt="o", ms=3.5, capsize=2, color=colors[v], lw=1.2, label=v)
+            ax.errorbar([x["kl_target"] * shift for x in s], gap, yerr=[[g - a for g, a in zip(gap, lo)],
+                                                                          [b - g for g, b in zip(gap, hi)]],
+                        fmt="s" if s[0]["role"] == "control" else "o", ms=3.5, capsize=2, color=colors[v], lw=1.2,
+                        mfc="white" if s[0]["role"] == "control" else colors[v], label=v)
         ax.axhline(0, color="0.3", lw=0.8)
         ax.set_xscale("log")
         ax.set_title(f"{kind} paths: cos_k - cos_old (median; bars: extreme differences)", fontsize=9)
