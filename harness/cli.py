@@ -183,7 +183,7 @@ def _floats(text: str, what: str, cast=float) -> tuple:
 
 
 def _cmd_probe_gradient_bias(args) -> int:
-    from .probe.gradient_bias import BiasConfig, real_run_kl, run, write
+    from .probe.gradient_bias import BiasConfig, band_sentence, real_run_band, run, write
     from .probe.policy import ProbeConfig
     from .provenance import provenance
     from .registry import default_registry
@@ -196,14 +196,18 @@ def _cmd_probe_gradient_bias(args) -> int:
         advantages=tuple(a for a in args.advantages.split(",") if a), ablations=not args.no_ablations,
         kls=_floats(args.kls, "--kls"), group_size=args.group_size, group_sizes=_floats(args.group_sizes, "--group-sizes", int),
         max_lens=_floats(args.max_lens, "--max-lens", int), sweep_kl=args.sweep_kl,
-        opt_steps=_floats(args.opt_steps, "--opt-steps", int), lr=args.lr, batches=args.batches,
-        bootstrap=args.bootstrap, seed=args.seed)
+        lr=args.lr, max_steps=args.max_steps, batches=args.batches, bootstrap=args.bootstrap, seed=args.seed,
+        seeds=_floats(args.seeds, "--seeds", int), random_directions=args.random_directions,
+        ablate=None if args.ablate == "all" else tuple(a for a in args.ablate.split(",") if a))
     if len(probe.targets) < 1:
         raise UserError("--targets: give at least one target digit sum")
     cfg.check()
+    real = real_run_band(Path(args.runs_root))
+    print(band_sentence(real))
+    if real["band"]:
+        cfg.band_kl = real["band"]["median"]
     result = run(cfg, registry, log=print)
-    band = real_run_kl(Path(args.runs_root))
-    files = write(result, cfg, Path(args.out), provenance(), band)
+    files = write(result, cfg, Path(args.out), provenance(), real)
     print(f"{result['seconds']:.0f} s; wrote {', '.join(str(f) for f in files)}")
     return 0
 
@@ -298,23 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     gb.add_argument("--advantages", default="group,raw,sum", help="advantage modes: group (the plugin's), raw "
                     "(A = r - E_old[r|x], exact expectation possible), sum (raw, divided by the loss's per-token "
                     "weight: no length normalisation) (default: group,raw,sum)")
-    gb.add_argument("--no-ablations", action="store_true", help="leave out the noclip specs")
-    gb.add_argument("--kls", default="0,0.01,0.03,0.1,0.3,1,3", help="exact KL targets of the perturbation sweep")
+    gb.add_argument("--no-ablations", action="store_true", help="leave out the ablations (noclip, raw, sum)")
+    gb.add_argument("--ablate", default="grpo,grpo_no_is,tic_grpo",
+                    help="algorithms whose ablations are probed, or 'all' (default: grpo,grpo_no_is,tic_grpo)")
+    gb.add_argument("--kls", default="0,0.01,0.05,0.3,1", help="exact KL targets (the published runs' median "
+                    "inner-step KL is added when runs above their noise floor exist)")
+    gb.add_argument("--seeds", default="0,1,2", help="theta_old seeds (each its own init and warm start)")
+    gb.add_argument("--random-directions", type=int, default=2, help="random directions per theta_old")
+    gb.add_argument("--max-steps", type=int, default=40, help="Adam steps of the adam path before a KL counts "
+                    "as not reached")
     gb.add_argument("--group-size", type=int, default=8)
     gb.add_argument("--group-sizes", default="2,4,8,16", help="G values of the group-size sweep")
     gb.add_argument("--max-len", type=int, default=5, help="most tokens per completion, EOS included")
     gb.add_argument("--max-lens", default="3,4,5,6", help="max lengths of the length sweep")
     gb.add_argument("--sweep-kl", type=float, default=0.3, help="KL of the group-size and length sweeps")
-    gb.add_argument("--opt-steps", default="1,2,4,8", help="k values of the optimizer-step sweep")
-    gb.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the optimizer-step sweep")
-    gb.add_argument("--batches", type=int, default=400, help="Monte Carlo batches per cell")
-    gb.add_argument("--bootstrap", type=int, default=400, help="bootstrap resamples")
+    gb.add_argument("--lr", type=float, default=0.01, help="Adam learning rate of the adam path")
+    gb.add_argument("--batches", type=int, default=200, help="Monte Carlo batches per cell")
+    gb.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples")
     gb.add_argument("--digits", type=int, default=3, help="non-EOS tokens (digit values 1..N)")
     gb.add_argument("--targets", default="3,4,5,6", help="one prompt per target digit sum")
     gb.add_argument("--hidden", type=int, default=32, help="MLP hidden units")
     gb.add_argument("--warm-start-value", type=float, default=0.3, help="theta_old: exact ascent until mean J >= this")
-    gb.add_argument("--seed", type=int, default=0)
-    gb.add_argument("--runs-root", default="results", help="where to read the published runs' KL from")
+    gb.add_argument("--seed", type=int, default=0, help="Monte Carlo sampling seed")
+    gb.add_argument("--runs-root", default="results", help="where to read the published runs' KL and noise floor from")
     gb.set_defaults(fn=_cmd_probe_gradient_bias)
 
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")

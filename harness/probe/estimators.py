@@ -31,6 +31,8 @@ from .policy import DTYPE, ProbePolicy
 
 ADVANTAGES = ("group", "raw", "sum")
 NO_CLIP = 1e6  # the value every eps* option gets in the "noclip" ablation
+CONTROL = "score@θk"  # the no-ratio control: grpo_no_is with reuse_gradient = false (the score at theta_k)
+PAPER_VARIANTS = ("grpo", "grpo_no_is", "tic_grpo")  # whose ablations are probed by default
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,17 @@ class VariantSpec:
 
     @property
     def label(self) -> str:
-        extra = [self.tag] if self.tag else []
-        return self.algorithm + "".join(f"[{x}]" for x in extra + ([] if self.advantage == "group" else [self.advantage]))
+        adv = [] if self.advantage == "group" else [self.advantage]
+        if self.tag == CONTROL:
+            return CONTROL + "".join(f"[{x}]" for x in adv)
+        return self.algorithm + "".join(f"[{x}]" for x in ([self.tag] if self.tag else []) + adv)
+
+    @property
+    def role(self) -> str:
+        """``configured`` (the plugin's defaults, its own advantages), ``control`` or ``ablation``."""
+        if self.tag == CONTROL:
+            return "control"
+        return "configured" if not self.tag and self.advantage == "group" else "ablation"
 
 
 @dataclass
@@ -139,16 +150,38 @@ class Estimator:
         """For ``sum`` advantages: c(o), each completion's per-token loss weight at theta_old (A = 1, N = 1)."""
         if self.spec.advantage != "sum" or self._weights is not None:
             return
+        c = self.token_weights(old)
+        if c is None:
+            raise UserError(f"probe: {self.spec.label}: 'sum' advantages need a loss that is a sum of per-completion "
+                            "terms weighting a completion's tokens equally at theta_old")
+        self._weights = c
+
+    def token_weights(self, old: Point) -> torch.Tensor | None:
+        """c(o) ``[S]``: the weight the loss puts on each token of completion o at theta_old (A = 1, N = 1), or
+        None where the loss is not a sum of per-completion terms or weights a completion's tokens unequally."""
         if not self.exact_available(old, mode_ok=True):
-            raise UserError(f"probe: {self.spec.label}: 'sum' advantages need a loss that is a sum of per-completion terms")
+            return None
         rows = torch.arange(self.probe.idx.shape[0])
         cot = self._cotangent_rows(rows, torch.ones(len(rows), dtype=DTYPE), 1.0, old, old)
         mask = self.probe.mask
         c = -(cot * mask).sum(1) / mask.sum(1)
         if not torch.allclose(cot * mask, -c.unsqueeze(1) * mask, rtol=1e-9, atol=1e-15) or bool((c <= 0).any()):
-            raise UserError(f"probe: {self.spec.label}: the loss does not weight a completion's tokens equally at "
-                            "theta_old, so 'sum' advantages are not defined")
-        self._weights = c
+            return None
+        return c
+
+    def own_weights(self, old: Point) -> torch.Tensor:
+        """kappa(o) ``[S]``, the variant's own objective J_own = (1/P) sum_x E[kappa(o) r(x, o)] (max kappa = 1):
+        its per-token loss weight c(o) (1/|o| for a per-completion token mean, 1 for a trajectory ratio or a
+        constant normaliser; 1 where the loss is not separable, e.g. a batch token mean), divided by |o| again
+        for length-corrected advantages (r/|o| in group mode). 1 for ``sum`` advantages."""
+        ones = torch.ones(self.probe.idx.shape[0], dtype=DTYPE)
+        if self.spec.advantage == "sum":
+            return ones
+        c = self.token_weights(old)
+        kappa = ones if c is None else c / c.max()
+        if self.spec.advantage == "group" and getattr(self.algo.options, "advantage", "") == "length_corrected":
+            kappa = kappa / self.probe.lengths
+        return kappa / kappa.max()
 
     def exact_available(self, old: Point, mode_ok: bool = False) -> bool:
         """The expectation can be enumerated when advantages are fixed per completion (raw) and the loss is a
@@ -187,24 +220,58 @@ class Estimator:
         return self._direction(rows, adv, 1.0, old, at)
 
 
+    def exact_group_expectation(self, G: int, old: Point, at: Point, limit: int = 20000) -> torch.Tensor:
+        """E_{batch ~ pi_old}[u] for the plugin's own (group) advantages, by enumerating every batch of G
+        completions per prompt: (completions per prompt) ** (P G) batches, refused above ``limit`` (small
+        probes only; the tests' reference for the Monte Carlo of group-mode rows)."""
+        batches, prob = enumerate_batches(self.probe, old.logp, G, limit)
+        return prob @ self.updates(batches, self.probe.value(old.theta), old, at)
+
+
+def enumerate_batches(probe: ProbePolicy, old_logp: torch.Tensor, G: int, limit: int = 20000
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every batch ``[N, P, G]`` of G completions per prompt and its probability under pi_old ``[N]``."""
+    n = probe.per_prompt ** (probe.num_prompts * G)
+    if n > limit:
+        raise UserError(f"probe: {n} batches to enumerate (more than {limit}); use a smaller probe")
+    with torch.no_grad():
+        probs = torch.exp(probe.seq_logp(old_logp)).view(probe.num_prompts, -1)
+    slots = torch.cartesian_prod(*[torch.arange(probe.per_prompt)] * (probe.num_prompts * G)).reshape(
+        n, probe.num_prompts, G)
+    offset = (torch.arange(probe.num_prompts) * probe.per_prompt).view(1, -1, 1)
+    prob = probs.gather(1, slots.permute(1, 0, 2).reshape(probe.num_prompts, -1)).reshape(
+        probe.num_prompts, n, G).prod(-1).prod(0)
+    return slots + offset, prob
+
+
 def default_specs(registry, algorithms: list[str] | None = None, advantages=ADVANTAGES,
-                  ablations: bool = True) -> list[VariantSpec]:
-    """Every registered algorithm (or the named ones) with default options, under each advantage mode; with
-    ``ablations`` also a "noclip" spec (every ``eps*`` option set to NO_CLIP) for algorithms that clip."""
+                  ablations: bool = True, ablate: tuple[str, ...] | None = PAPER_VARIANTS) -> list[VariantSpec]:
+    """Every registered algorithm (or the named ones) as configured (its own advantages, aggregation and
+    clipping) first; then the no-ratio control (score at theta_k, where ``grpo_no_is`` is probed); then, with
+    ``ablations``, for each algorithm in ``ablate`` (None: all) the other advantage modes and a "noclip" spec
+    (every ``eps*`` option set to NO_CLIP) for algorithms that clip."""
     names = registry.names("algorithms") if algorithms is None else algorithms
     known = set(registry.names("algorithms"))
     for n in names:
         if n not in known:
             raise UserError(f"probe: unknown algorithm {n!r} (registered: {', '.join(sorted(known))})")
-    specs = []
-    for name in names:
+    configured = [VariantSpec(name) for name in names]
+    control = []
+    if "grpo_no_is" in names:
+        control = [VariantSpec("grpo_no_is", (("reuse_gradient", False),), adv, CONTROL)
+                   for adv in ("group", "sum") if adv == "group" or adv in advantages]
+    ablated = []
+    for name in names if ablations else []:
+        if ablate is not None and name not in ablate:
+            continue
         cls = registry.get("algorithms", name)
         eps = [f.name for f in dataclasses.fields(cls.Options) if f.name.startswith("eps")]
         per_completion = getattr(cls.Options(), "aggregation", "seq_mean") == "seq_mean"
         for adv in advantages:
             if adv == "sum" and not per_completion:
                 continue  # 'sum' advantages need a loss that is a sum of per-completion terms
-            specs.append(VariantSpec(name, (), adv))
-            if ablations and eps:
-                specs.append(VariantSpec(name, tuple((e, NO_CLIP) for e in sorted(eps)), adv, "noclip"))
-    return specs
+            if adv != "group":
+                ablated.append(VariantSpec(name, (), adv))
+            if eps:
+                ablated.append(VariantSpec(name, tuple((e, NO_CLIP) for e in sorted(eps)), adv, "noclip"))
+    return configured + control + ablated

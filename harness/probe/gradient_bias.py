@@ -1,31 +1,33 @@
 """``grpo-bench probe gradient-bias``: how far each algorithm's expected update is from the exact policy
 gradient at the current and at the old policy, as the policy goes stale (docs/gradient-bias.md).
 
-Four sweeps, all on the enumerable probe policy (``policy.py``), each cell measured for every probed
-variant (``estimators.py``) on the same sampled batches (common random numbers):
-- ``kl``: theta_k = theta_old + alpha * d, d a seeded random unit direction, alpha found by bisection so
-  that the exact KL(pi_old || pi_k) equals each target (group size ``group_size``);
-- ``group_size``: the same perturbation at ``sweep_kl`` (and at 0, for the scale), for each G;
-- ``length``: the same for each maximum completion length (a new probe and theta_old for each);
-- ``opt_steps``: theta_k after k Adam steps of the variant itself on one batch sampled at theta_old (as
-  the trainer's mu inner steps), for each k.
+Every probed variant (``estimators.py``: the algorithms as configured first, then the no-ratio control,
+then the ablations) is measured on the enumerable probe policy (``policy.py``) at several theta_old (one
+per ``seeds`` entry: its own init and warm start) and, for each, along several paths away from theta_old:
+- ``random1``, ``random2``...: theta_old + alpha d, d a seeded random unit direction;
+- ``gradient``: d = grad J(theta_old) / ||grad J(theta_old)||;
+- ``adam``: the variant's own Adam steps on one batch sampled at theta_old (as the trainer's mu inner steps);
+each cut where the exact KL(pi_old || pi_k) equals each target (bisection; between two Adam iterates on
+the adam path). Two more sweeps, at the first seed and random direction, for the variants as configured
+and the control: ``group_size`` (each G at ``sweep_kl``) and ``length`` (each maximum length, a new probe
+each). In the ``kl`` sweep a variant whose expectation can be enumerated is measured exactly only.
 
-Per cell, with U the ``[B, D]`` update directions of B batches sampled at theta_old and m = mean(U):
-cos_k = cos(m, grad J(theta_k)), cos_old = cos(m, grad J(theta_old)) (with the Monte Carlo noise tr Cov / B
-taken out of ||m||^2), 95% percentile-bootstrap intervals over batches; rel_bias_k = ||m / s0 - grad J(theta_k)|| / ||grad J(theta_k)|| with s0 =
-<m0, grad J(theta_old)> / ||grad J(theta_old)||^2 and m0 the same variant's expected update at
-theta_k = theta_old (same G and length): the fixed normalisation of the estimator is divided out
-(Monte Carlo: noise taken out of the squared norm as for the cosine);
-trace_cov = trace of the covariance of one batch's update; and the same cosines and biases from the
-exact expectation where it can be enumerated.
+Per cell, with U the ``[B, D]`` update directions of B batches sampled at theta_old (the same batches for
+every variant) and m = mean(U): cos_k = cos(m, grad J(theta_k)), cos_old = cos(m, grad J(theta_old)),
+cos_own_k / cos_own_old = the same against the gradient of the variant's own objective (``own_weights``),
+each with the Monte Carlo noise tr Cov / B taken out of ||m||^2 and a 95% percentile bootstrap interval over
+batches; the exact expectation's cosines where it can be enumerated; rel_bias_k = ||m / s0 - g_k|| / ||g_k||
+with s0 the variant's scale at theta_k = theta_old; trace_cov = the trace of one batch's covariance.
+``summarise`` pools the cells of a variant and KL target over seeds and paths (median, min, max, and how
+many are nearer grad J(theta_k) than grad J(theta_old)).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,26 +37,34 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
-from .estimators import ADVANTAGES, Estimator, Point, default_specs
+from .estimators import ADVANTAGES, PAPER_VARIANTS, Estimator, Point, default_specs
 from .policy import DTYPE, ProbeConfig, ProbePolicy
 
-
+FLOOR_FACTOR = 10.0  # a run is above its noise floor when median(kl_old_k3_seq) >= this x median(noise floor)
 @dataclass
 class BiasConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     algorithms: list[str] | None = None  # None: every registered algorithm
-    advantages: tuple[str, ...] = ADVANTAGES
-    ablations: bool = True  # add each clipping algorithm's "noclip" spec
-    kls: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # exact sequence KL targets
+    advantages: tuple[str, ...] = ADVANTAGES  # advantage modes of the ablations ("group" adds [noclip])
+    ablations: bool = True
+    ablate: tuple[str, ...] | None = PAPER_VARIANTS  # algorithms whose ablations are probed (None: all)
+    kls: tuple[float, ...] = (0.0, 0.01, 0.05, 0.3, 1.0)  # exact sequence KL targets (0 always added)
+    band_kl: float | None = None  # the published runs' median inner-step KL, added to the targets when known
+    seeds: tuple[int, ...] = (0, 1, 2)  # theta_old seeds (the probe's init and warm start)
+    random_directions: int = 2
     group_size: int = 8
     group_sizes: tuple[int, ...] = (2, 4, 8, 16)
     max_lens: tuple[int, ...] = (3, 4, 5, 6)
     sweep_kl: float = 0.3  # the staleness of the group-size and length sweeps
-    opt_steps: tuple[int, ...] = (1, 2, 4, 8)
-    lr: float = 0.01  # Adam learning rate of the opt_steps sweep
-    batches: int = 400  # Monte Carlo batches per cell
-    bootstrap: int = 400  # bootstrap resamples of the batches
-    seed: int = 0
+    lr: float = 0.01  # Adam learning rate of the adam path
+    max_steps: int = 40  # Adam steps before a KL target counts as not reached on the adam path
+    batches: int = 200  # Monte Carlo batches per cell
+    bootstrap: int = 200  # bootstrap resamples of the batches
+    seed: int = 0  # sampling seed
+
+    def targets(self) -> list[float]:
+        extra = [self.band_kl] if self.band_kl else []
+        return sorted(set(self.kls) | {0.0} | set(extra))
 
     def check(self) -> None:
         if self.batches < 2 or self.bootstrap < 10:
@@ -63,8 +73,10 @@ class BiasConfig:
             raise UserError("probe: KL targets must be finite and >= 0")
         if any(g < 2 for g in (self.group_size, *self.group_sizes)):
             raise UserError("probe: group sizes must be >= 2 (group normalisation needs two completions)")
-        if any(n < 1 for n in (*self.max_lens, *self.opt_steps)) or self.probe.max_len < 1:
-            raise UserError("probe: lengths and optimizer step counts must be >= 1")
+        if any(n < 1 for n in self.max_lens) or self.probe.max_len < 1 or self.max_steps < 1:
+            raise UserError("probe: lengths and --max-steps must be >= 1")
+        if not self.seeds or self.random_directions < 0:
+            raise UserError("probe: give at least one --seeds value and --random-directions >= 0")
         if self.probe.digits < 1 or self.probe.digits ** max(self.probe.max_len, *self.max_lens) > 20000:
             raise UserError("probe: digits ** max_len must stay <= 20000 (every completion is enumerated)")
         if self.lr <= 0:
@@ -81,7 +93,7 @@ class BiasConfig:
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     na, nb = float(a.norm()), float(b.norm())
-    return float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+    return max(-1.0, min(1.0, float(a @ b) / (na * nb))) if na > 0 and nb > 0 else float("nan")
 
 
 def rel_bias(m: torch.Tensor, scale: float, g: torch.Tensor, noise: float = 0.0) -> float:
@@ -98,125 +110,211 @@ def scale_of(m0: torch.Tensor, g_old: torch.Tensor) -> float:
     return float(m0 @ g_old) / float(g_old @ g_old)
 
 
-class Context:
-    """One probe at theta_old: tables, exact gradient, baseline, the perturbation direction."""
+def bisect_kl(kl: Callable[[float], float], target: float, lo: float, hi: float) -> float:
+    """The a in [lo, hi] with kl(a) = target, given kl(lo) < target <= kl(hi) (rel. tol 1e-9 on a)."""
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if kl(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-9 * hi:
+            break
+    return hi
 
-    def __init__(self, probe_cfg: ProbeConfig, seed: int):
+
+class Context:
+    """One probe at one theta_old: tables, exact gradient, baseline, the fixed perturbation directions."""
+
+    def __init__(self, probe_cfg: ProbeConfig, random_directions: int = 1):
         self.probe = ProbePolicy.build(probe_cfg)
+        self.seed = probe_cfg.seed
         self.theta_old = self.probe.old_theta()
         self.old = Point.at(self.probe, self.theta_old)
         self.g_old = self.probe.exact_gradient(self.theta_old, self.old.jac)
         self.baseline = self.probe.value(self.theta_old)
-        gen = torch.Generator().manual_seed(seed + 17)
-        d = torch.randn(self.probe.dim, generator=gen, dtype=DTYPE)
-        self.direction = d / d.norm()
         self.mean_length = self.probe.mean_length(self.theta_old)
+        gen = torch.Generator().manual_seed(probe_cfg.seed + 17)
+        self.directions: dict[str, torch.Tensor] = {}
+        for i in range(random_directions):
+            d = torch.randn(self.probe.dim, generator=gen, dtype=DTYPE)
+            self.directions[f"random{i + 1}"] = d / d.norm()
+        self.directions["gradient"] = self.g_old / self.g_old.norm()
+        self._own: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def perturbed(self, target: float) -> torch.Tensor:
-        """theta_old + alpha d with exact KL(pi_old || pi) = target (bisection on alpha, rel. tol 1e-6)."""
+    def own(self, est: Estimator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kappa, grad J_own(theta_old)) of a variant (cached)."""
+        if est.spec.label not in self._own:
+            kappa = est.own_weights(self.old)
+            self._own[est.spec.label] = (kappa, self.probe.exact_gradient(self.theta_old, self.old.jac, kappa))
+        return self._own[est.spec.label]
+
+    def perturbed(self, target: float, direction: str = "random1") -> torch.Tensor:
+        """theta_old + alpha d with exact KL(pi_old || pi) = target."""
         if target == 0:
             return self.theta_old.clone()
-        kl = lambda a: self.probe.kl(self.theta_old, self.theta_old + a * self.direction)
+        d = self.directions[direction]
+        kl = lambda a: self.probe.kl(self.theta_old, self.theta_old + a * d)
         hi = 0.01
         while kl(hi) < target:
             hi *= 2
             if hi > 1e5:
-                raise UserError(f"probe: KL {target} not reachable along the perturbation direction")
-        lo = 0.0
-        for _ in range(100):
-            mid = (lo + hi) / 2
-            if kl(mid) < target:
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo <= 1e-9 * hi:
-                break
-        return self.theta_old + hi * self.direction
+                raise UserError(f"probe: KL {target} not reachable along the {direction} direction")
+        return self.theta_old + bisect_kl(kl, target, 0.0, hi) * d
+
+
+def adam_path(ctx: Context, est: Estimator, pilot: torch.Tensor, targets: list[float], lr: float,
+              max_steps: int) -> dict[float, tuple[torch.Tensor, float]]:
+    """{target: (theta, steps)} on the variant's own Adam path: steps on one batch ``pilot`` ``[P, G]`` sampled at
+    theta_old, cut where the exact KL equals each target (bisection on the segment between the two iterates
+    around it; ``steps`` counts the fraction of the last one). Targets not reached in ``max_steps`` are absent."""
+    theta = ctx.theta_old.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    prev, out = ctx.theta_old.clone(), {}
+    pending = sorted(t for t in targets if t > 0)
+    for k in range(1, max_steps + 1):
+        if not pending:
+            break
+        theta.grad = -est.update(pilot, ctx.baseline, ctx.old, Point.at(ctx.probe, theta.detach()))
+        opt.step()
+        cur = theta.detach().clone()
+        if not torch.isfinite(cur).all():
+            break
+        reached = ctx.probe.kl(ctx.theta_old, cur)
+        while pending and pending[0] <= reached:
+            t = pending.pop(0)
+            seg = cur - prev
+            frac = bisect_kl(lambda a: ctx.probe.kl(ctx.theta_old, prev + a * seg), t, 0.0, 1.0)
+            out[t] = (prev + frac * seg, k - 1 + frac)
+        prev = cur
+    return out
+
+
+def _mc_cosine(m: torch.Tensor, boot: torch.Tensor, noise: float, g: torch.Tensor) -> tuple[float, float, float]:
+    """cos(m, g) with the noise tr Cov / B removed from ||m||^2 (it estimates ||E u||^2), and its 95% percentile
+    bootstrap interval (the same correction in every resample)."""
+    q = torch.tensor([0.025, 0.975], dtype=DTYPE)
+    den = ((boot * boot).sum(1) - noise).clamp(min=1e-300).sqrt() * g.norm()
+    lo, hi = torch.quantile(((boot @ g) / den).clamp(-1, 1), q).tolist()
+    point = float(m @ g) / (max(float(m @ m) - noise, 1e-300) ** 0.5 * float(g.norm()))
+    return max(-1.0, min(1.0, point)), lo, hi
 
 
 def measure(ctx: Context, est: Estimator, at: Point, batches: torch.Tensor, nboot: int, gen: torch.Generator,
-            scale: dict | None) -> dict:
-    """One cell: Monte Carlo over ``batches`` ``[B, P, G]`` and, where possible, the exact expectation."""
-    g_k = ctx.probe.exact_gradient(at.theta, at.jac)
+            scale: dict | None, mc_where_exact: bool = True) -> dict:
+    """One cell: Monte Carlo over ``batches`` ``[B, P, G]`` and, where possible, the exact expectation (only the
+    exact one where it exists and not ``mc_where_exact``: its Monte Carlo columns then repeat it, no interval)."""
+    kappa, g_own_old = ctx.own(est)
+    targets = {"k": ctx.probe.exact_gradient(at.theta, at.jac), "old": ctx.g_old,
+               "own_k": ctx.probe.exact_gradient(at.theta, at.jac, kappa), "own_old": g_own_old}
+    if not mc_where_exact and est.exact_available(ctx.old):
+        return exact_only(ctx, est, at, targets, scale)
     U = est.updates(batches, ctx.baseline, ctx.old, at)
     B = U.shape[0]
     m = U.mean(0)
     idx = torch.randint(B, (nboot, B), generator=gen)
     counts = torch.zeros(nboot, B, dtype=DTYPE).scatter_add_(1, idx, torch.ones(nboot, B, dtype=DTYPE))
     boot = counts @ U / B
-    q = torch.tensor([0.025, 0.975], dtype=DTYPE)
-
-    noise = float(U.var(dim=0, unbiased=True).sum()) / B  # E||m - E u||^2: the noise in ||m||^2
-
-    def cos_ci(g):
-        """Cosine with the noise removed from ||m||^2 (||m||^2 - tr Cov / B estimates ||E u||^2), and its 95%
-        percentile-bootstrap interval (the same correction in every resample)."""
-        num = boot @ g
-        den = ((boot * boot).sum(1) - noise).clamp(min=1e-300).sqrt() * g.norm()
-        lo, hi = torch.quantile((num / den).clamp(-1, 1), q).tolist()
-        point = float(m @ g) / (max(float(m @ m) - noise, 1e-300) ** 0.5 * float(g.norm()))
-        return max(-1.0, min(1.0, point)), lo, hi
-
-    ck, ck_lo, ck_hi = cos_ci(g_k)
-    co, co_lo, co_hi = cos_ci(ctx.g_old)
     trace = float(U.var(dim=0, unbiased=True).sum())
+    noise = trace / B  # E||m - E u||^2: the noise in ||m||^2
     exact = est.exact_expectation(ctx.baseline, ctx.old, at)
-    row = {
-        "cos_k": ck, "cos_k_lo": ck_lo, "cos_k_hi": ck_hi,
-        "cos_old": co, "cos_old_lo": co_lo, "cos_old_hi": co_hi,
-        "trace_cov": trace, "norm_mean": float(m.norm()),
-        "exact_cos_k": None if exact is None else cosine(exact, g_k),
-        "exact_cos_old": None if exact is None else cosine(exact, ctx.g_old),
-        "grad_norm_k": float(g_k.norm()), "grad_norm_old": float(ctx.g_old.norm()),
-        "cos_grad_k_grad_old": cosine(g_k, ctx.g_old),
-        "batches": B,
-    }
+    row = {"trace_cov": trace, "norm_mean": float(m.norm()), "batches": B,
+           "grad_norm_k": float(targets["k"].norm()), "grad_norm_old": float(ctx.g_old.norm()),
+           "cos_grad_k_grad_old": cosine(targets["k"], ctx.g_old)}
+    for name, g in targets.items():
+        row[f"cos_{name}"], row[f"cos_{name}_lo"], row[f"cos_{name}_hi"] = _mc_cosine(m, boot, noise, g)
+        row[f"exact_cos_{name}"] = None if exact is None else cosine(exact, g)
     s_mc = scale["mc"] if scale else scale_of(m, ctx.g_old)
-    row["rel_bias_k"] = rel_bias(m, s_mc, g_k, noise)
-    row["rel_bias_old"] = rel_bias(m, s_mc, ctx.g_old, noise)
-    row["noise_floor_k"] = (math.sqrt(trace / B) / abs(s_mc) / float(g_k.norm())
-                            if s_mc and float(g_k.norm()) > 0 else float("nan"))
+    row["rel_bias_k"] = rel_bias(m, s_mc, targets["k"], noise)
+    row["exact_rel_bias_k"] = None
     if exact is not None:
         s_ex = scale["exact"] if scale and scale.get("exact") is not None else scale_of(exact, ctx.g_old)
-        row["exact_rel_bias_k"] = rel_bias(exact, s_ex, g_k)
-        row["exact_rel_bias_old"] = rel_bias(exact, s_ex, ctx.g_old)
+        row["exact_rel_bias_k"] = rel_bias(exact, s_ex, targets["k"])
         row["_exact_scale"] = s_ex
-    else:
-        row["exact_rel_bias_k"] = row["exact_rel_bias_old"] = None
     row["_mc_scale"] = s_mc
     return row
 
 
-def real_run_kl(results_root: Path) -> dict | None:
-    """The sequence-level KL(pi_old || pi_theta) that published runs under ``results_root`` reached in their
-    inner steps: the trainer's ``kl_old_k3_seq`` column where logged; else, from ``log_ratio_traj_mean``
-    (the mean of log w = sum_t (logp - old) over trained completions, pooled over the mu inner steps, of
-    which the first has log w = 0): KL ~ -log_ratio_traj_mean * mu / (mu - 1) (the k1 estimator, mean
-    over inner steps 1..mu-1). Returns the median and 10-90% range over logged steps, or None."""
-    values, sources = [], set()
-    for metrics in sorted(Path(results_root).glob("*/runs/*/seed*/metrics.jsonl")):
-        try:
-            cfg = json.loads((metrics.parent / "config.json").read_text())
-            mu = int(cfg["config"]["train"]["mu"])
-        except (OSError, KeyError, ValueError, TypeError):
-            continue
-        for line in metrics.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("kl_old_k3_seq") is not None:
-                values.append(float(row["kl_old_k3_seq"]))
-                sources.add(f"{metrics.parts[-5]} (kl_old_k3_seq)")
-            elif row.get("log_ratio_traj_mean") is not None and mu > 1:
-                values.append(-float(row["log_ratio_traj_mean"]) * mu / (mu - 1))
-                sources.add(f"{metrics.parts[-5]} (-log_ratio_traj_mean * mu/(mu-1))")
-    if not values:
-        return None
-    t = torch.tensor(values, dtype=DTYPE)
-    lo, med, hi = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=DTYPE)).tolist()
-    return {"median": med, "p10": lo, "p90": hi, "steps": len(values), "sources": sorted(sources)}
+def exact_only(ctx: Context, est: Estimator, at: Point, targets: dict, scale: dict | None) -> dict:
+    """A cell from the exact expectation alone (no Monte Carlo: no interval, no trace of the covariance)."""
+    exact = est.exact_expectation(ctx.baseline, ctx.old, at)
+    row = {"trace_cov": None, "norm_mean": float(exact.norm()), "batches": 0,
+           "grad_norm_k": float(targets["k"].norm()), "grad_norm_old": float(ctx.g_old.norm()),
+           "cos_grad_k_grad_old": cosine(targets["k"], ctx.g_old)}
+    for name, g in targets.items():
+        c = cosine(exact, g)
+        row[f"cos_{name}"] = row[f"cos_{name}_lo"] = row[f"cos_{name}_hi"] = row[f"exact_cos_{name}"] = c
+    s_ex = scale["exact"] if scale and scale.get("exact") is not None else scale_of(exact, ctx.g_old)
+    row["rel_bias_k"] = row["exact_rel_bias_k"] = rel_bias(exact, s_ex, targets["k"])
+    row["_exact_scale"] = row["_mc_scale"] = s_ex
+    return row
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
+    """The inner-step KL of published runs whose movement is above their noise floor.
+
+    Each run folder under ``results_root/*/`` (``harness.report.runs.load_runs``): its metrics.jsonl rows'
+    ``kl_old_k3_seq`` (the sequence k3 KL between inner passes: the real movement) and ``noise_floor_k3_seq``
+    (the same statistic for a perturbation far below any real step). A run is above its floor when
+    median(kl_old_k3_seq) >= ``factor`` * median(noise_floor_k3_seq) over its steps; runs without the floor
+    column are "floor unknown", runs below it "below floor": both left out and counted. ``band``: median and
+    10-90% range of kl_old_k3_seq over every step of the runs above the floor, or None. Folders without
+    training rows (the base model) are not counted."""
+    from ..report.runs import load_runs
+
+    counts = {"above": 0, "below": 0, "unknown": 0}
+    values, suites, left_out = [], set(), set()
+    root = Path(results_root)
+    folders = [root] if (root / "runs").is_dir() else sorted(p for p in root.glob("*") if p.is_dir())
+    for suite in folders:
+        for run in load_runs(suite):
+            rows = run.metrics()
+            if not rows:
+                continue  # no training steps (the base model's folder): not a run that moved
+            kl = [float(r["kl_old_k3_seq"]) for r in rows if _finite(r.get("kl_old_k3_seq"))]
+            floor = [float(r["noise_floor_k3_seq"]) for r in rows if _finite(r.get("noise_floor_k3_seq"))]
+            if not kl or not floor:
+                counts["unknown"] += 1
+                left_out.add(suite.name)
+            elif _median(kl) >= factor * _median(floor):
+                counts["above"] += 1
+                values += kl
+                suites.add(suite.name)
+            else:
+                counts["below"] += 1
+                left_out.add(suite.name)
+    band = None
+    if values:
+        t = torch.tensor(values, dtype=DTYPE)
+        lo, med, hi = torch.quantile(t, torch.tensor([0.1, 0.5, 0.9], dtype=DTYPE)).tolist()
+        band = {"median": med, "p10": lo, "p90": hi, "steps": len(values)}
+    return {"band": band, "runs": counts, "factor": factor, "suites": sorted(suites),
+            "suites_left_out": sorted(left_out)}
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def band_sentence(real: dict) -> str:
+    """One line on where real runs sit (or that none measured above its floor yet)."""
+    n = real["runs"]
+    left = f"{n['unknown']} run(s) left out with the floor unknown, {n['below']} below it"
+    if real["band"] is None:
+        return (f"No published run measured above its noise floor yet (median kl_old_k3_seq >= {real['factor']:g} x "
+                f"median noise_floor_k3_seq); {left}. The tables use fixed KLs instead.")
+    b = real["band"]
+    return (f"Published runs above their noise floor ({n['above']} run(s) of {', '.join(real['suites'])}): inner-step "
+            f"sequence KL median {b['median']:.3g}, 10-90% {b['p10']:.3g}-{b['p90']:.3g} over {b['steps']} steps "
+            f"(the `band` column); {left}.")
 
 
 def run(cfg: BiasConfig, registry, log: Callable[[str], None] = lambda s: None) -> dict:
-    """All four sweeps. Runs torch on one thread (these are small ops; on a shared CPU, two threads were
+    """All sweeps. Runs torch on one thread (these are small ops; on a shared CPU, two threads were
     measured 16x slower per op), restoring the thread count after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -226,77 +324,150 @@ def run(cfg: BiasConfig, registry, log: Callable[[str], None] = lambda s: None) 
         torch.set_num_threads(threads)
 
 
+class _Sweep:
+    """Shared state of one probe run: the specs, the sampling generator, the scales s0 and the rows."""
+
+    def __init__(self, cfg: BiasConfig, registry):
+        self.cfg, self.registry = cfg, registry
+        self.specs = default_specs(registry, cfg.algorithms, cfg.advantages, cfg.ablations, cfg.ablate)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.scales: dict = {}
+        self.rows: list[dict] = []
+        self.t0 = time.perf_counter()
+
+    def estimators(self, ctx: Context) -> list[Estimator]:
+        return [Estimator(ctx.probe, s, self.registry) for s in self.specs]
+
+    def cell(self, sweep: str, ctx: Context, est: Estimator, at: Point, batches: torch.Tensor, path: str,
+             target: float, steps: float | None = None) -> None:
+        G, L = batches.shape[-1], ctx.probe.cfg.max_len
+        key = (est.spec.label, G, L, ctx.seed)
+        r = measure(ctx, est, at, batches, self.cfg.bootstrap, self.gen, self.scales.get(key), sweep != "kl")
+        if target == 0 and key not in self.scales:
+            self.scales[key] = {"mc": r["_mc_scale"], "exact": r.get("_exact_scale")}
+        r.pop("_mc_scale"), r.pop("_exact_scale", None)
+        kl = ctx.probe.kl(ctx.theta_old, at.theta)
+        self.rows.append({
+            "sweep": sweep, "variant": est.spec.label, "role": est.spec.role, "algorithm": est.spec.algorithm,
+            "advantage": est.spec.advantage, "G": G, "max_len": L, "seed": ctx.seed, "path": path,
+            "kind": path.rstrip("0123456789"), "kl_target": target, "kl": kl, "kl_per_token": kl / ctx.mean_length,
+            "adam_steps": steps, "J_old": float(ctx.baseline.mean()), "J_k": float(ctx.probe.value(at.theta).mean()),
+            **r})
+
+    def fixed_paths(self, sweep: str, ctx: Context, ests: list[Estimator], batches: torch.Tensor,
+                    targets: list[float], paths: list[str]) -> None:
+        """Every variant at theta_old (target 0) and along each fixed direction at each target."""
+        points = [("none", 0.0, ctx.theta_old)] if 0.0 in targets else []
+        points += [(p, t, ctx.perturbed(t, p)) for p in paths for t in targets if t > 0]
+        for path, target, theta in points:
+            at = Point.at(ctx.probe, theta)
+            for est in ests:
+                self.cell(sweep, ctx, est, at, batches, path, target)
+
+    def adam_paths(self, ctx: Context, ests: list[Estimator], batches: torch.Tensor, targets: list[float]) -> None:
+        pilot = ctx.probe.sample(ctx.theta_old, self.cfg.group_size, 1,
+                                 torch.Generator().manual_seed(self.cfg.seed + 1000 + ctx.seed))[0]
+        for est in ests:
+            cut = adam_path(ctx, est, pilot, targets, self.cfg.lr, self.cfg.max_steps)
+            for target, (theta, steps) in sorted(cut.items()):
+                self.cell("kl", ctx, est, Point.at(ctx.probe, theta), batches, "adam", target, steps)
+
+    def log(self, log: Callable[[str], None], what: str) -> None:
+        log(f"  {what} done ({time.perf_counter() - self.t0:.0f}s)")
+
+
 def _run(cfg: BiasConfig, registry, log: Callable[[str], None]) -> dict:
     cfg.check()
-    specs = default_specs(registry, cfg.algorithms, cfg.advantages, cfg.ablations)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rows: list[dict] = []
-    t0 = time.perf_counter()
-
-    def cells(sweep: str, ctx: Context, G: int, points: list[tuple[str, float | None, torch.Tensor]],
-              ests: list[Estimator], scales: dict):
-        batches = ctx.probe.sample(ctx.theta_old, G, cfg.batches, gen)
-        for staleness, target, theta in points:
-            at = Point.at(ctx.probe, theta)
-            kl = ctx.probe.kl(ctx.theta_old, theta)
-            for est in ests:
-                key = (est.spec.label, G, ctx.probe.cfg.max_len)
-                r = measure(ctx, est, at, batches, cfg.bootstrap, gen, scales.get(key))
-                if target == 0 and key not in scales:
-                    scales[key] = {"mc": r["_mc_scale"], "exact": r.get("_exact_scale")}
-                r.pop("_mc_scale"), r.pop("_exact_scale", None)
-                rows.append({"sweep": sweep, "variant": est.spec.label, "algorithm": est.spec.algorithm,
-                             "advantage": est.spec.advantage, "G": G, "max_len": ctx.probe.cfg.max_len,
-                             "staleness": staleness, "kl_target": target, "kl": kl,
-                             "kl_per_token": kl / ctx.mean_length,
-                             "J_old": float(ctx.baseline.mean()), "J_k": float(ctx.probe.value(theta).mean()), **r})
-        log(f"  {sweep}: G={G} L={ctx.probe.cfg.max_len} done ({time.perf_counter() - t0:.0f}s)")
-
-    scales: dict = {}
-    ctx = Context(cfg.probe, cfg.seed)
-    ests = [Estimator(ctx.probe, s, registry) for s in specs]
-    log(f"probe: {ctx.probe.idx.shape[0]} completions, {ctx.probe.dim} parameters, J(theta_old) = "
-        f"{float(ctx.baseline.mean()):.3f}; {len(specs)} variants: {', '.join(s.label for s in specs)}")
-    kls = sorted(set(cfg.kls) | {0.0})
-    cells("kl", ctx, cfg.group_size, [(f"kl={k:g}", k, ctx.perturbed(k)) for k in kls], ests, scales)
+    sw = _Sweep(cfg, registry)
+    targets = cfg.targets()
+    contexts = [Context(replace(cfg.probe, seed=s), cfg.random_directions) for s in cfg.seeds]
+    first = contexts[0]
+    log(f"probe: {first.probe.idx.shape[0]} completions, {first.probe.dim} parameters, J(theta_old) = "
+        + ", ".join(f"{float(c.baseline.mean()):.3f}" for c in contexts) + f" (seeds {list(cfg.seeds)}); "
+        f"{len(sw.specs)} variants: {', '.join(s.label for s in sw.specs)}")
+    for ctx in contexts:
+        ests = sw.estimators(ctx)
+        batches = ctx.probe.sample(ctx.theta_old, cfg.group_size, cfg.batches, sw.gen)
+        sw.fixed_paths("kl", ctx, ests, batches, targets, list(ctx.directions))
+        sw.adam_paths(ctx, ests, batches, targets)
+        sw.log(log, f"kl sweep, seed {ctx.seed}")
+    main = lambda es: [e for e in es if e.spec.role != "ablation"]  # the G and length sweeps: no ablations
+    ests = main(sw.estimators(first))
     for G in cfg.group_sizes:
-        cells("group_size", ctx, G, [(f"kl={k:g}", k, ctx.perturbed(k)) for k in (0.0, cfg.sweep_kl)], ests, scales)
+        batches = first.probe.sample(first.theta_old, G, cfg.batches, sw.gen)
+        sw.fixed_paths("group_size", first, ests, batches, [0.0, cfg.sweep_kl], ["random1"])
+    sw.log(log, "group-size sweep")
     for L in cfg.max_lens:
-        c = ctx if L == cfg.probe.max_len else Context(replace(cfg.probe, max_len=L), cfg.seed)
-        e = ests if c is ctx else [Estimator(c.probe, s, registry) for s in specs]
-        cells("length", c, cfg.group_size, [(f"kl={k:g}", k, c.perturbed(k)) for k in (0.0, cfg.sweep_kl)], e, scales)
-    # opt_steps: each variant moves theta by its own Adam steps on one batch sampled at theta_old
-    pilot = ctx.probe.sample(ctx.theta_old, cfg.group_size, 1, torch.Generator().manual_seed(cfg.seed + 1))[0]
-    batches = ctx.probe.sample(ctx.theta_old, cfg.group_size, cfg.batches, gen)
-    for est in ests:
-        theta = ctx.theta_old.clone().requires_grad_(True)
-        opt = torch.optim.Adam([theta], lr=cfg.lr)
-        for k in range(1, max(cfg.opt_steps) + 1):
-            u = est.update(pilot, ctx.baseline, ctx.old, Point.at(ctx.probe, theta.detach()))
-            theta.grad = -u
-            opt.step()
-            if k in cfg.opt_steps:
-                th = theta.detach().clone()
-                at = Point.at(ctx.probe, th)
-                kl = ctx.probe.kl(ctx.theta_old, th)
-                key = (est.spec.label, cfg.group_size, cfg.probe.max_len)
-                r = measure(ctx, est, at, batches, cfg.bootstrap, gen, scales.get(key))
-                r.pop("_mc_scale"), r.pop("_exact_scale", None)
-                rows.append({"sweep": "opt_steps", "variant": est.spec.label, "algorithm": est.spec.algorithm,
-                             "advantage": est.spec.advantage, "G": cfg.group_size, "max_len": cfg.probe.max_len,
-                             "staleness": f"k={k}", "kl_target": None, "kl": kl, "kl_per_token": kl / ctx.mean_length,
-                             "J_old": float(ctx.baseline.mean()), "J_k": float(ctx.probe.value(th).mean()), **r})
-    log(f"  opt_steps done ({time.perf_counter() - t0:.0f}s)")
-    return {"rows": rows, "variants": [e.config() for e in ests], "seconds": time.perf_counter() - t0,
-            "probe": {"completions": int(ctx.probe.idx.shape[0]), "parameters": ctx.probe.dim,
-                      "J_old": float(ctx.baseline.mean()), "mean_length_old": ctx.mean_length}}
+        c = first if L == cfg.probe.max_len else Context(replace(cfg.probe, seed=cfg.seeds[0], max_len=L), 1)
+        e = ests if c is first else main(sw.estimators(c))
+        batches = c.probe.sample(c.theta_old, cfg.group_size, cfg.batches, sw.gen)
+        sw.fixed_paths("length", c, e, batches, [0.0, cfg.sweep_kl], ["random1"])
+    sw.log(log, "length sweep")
+    return {"rows": sw.rows, "summary": summarise(sw.rows),
+            "variants": [e.config() | {"role": e.spec.role} for e in sw.estimators(first)],
+            "seconds": time.perf_counter() - sw.t0,
+            "probe": {"completions": int(first.probe.idx.shape[0]), "parameters": first.probe.dim,
+                      "J_old": [float(c.baseline.mean()) for c in contexts],
+                      "mean_length_old": [c.mean_length for c in contexts]}}
 
+
+# ---- summary ------------------------------------------------------------------------------------
+KINDS = ("all", "random", "gradient", "adam")
+
+
+def best(row: dict, key: str) -> float:
+    """The exact expectation's value where it exists, else the Monte Carlo one."""
+    exact = row.get(f"exact_{key}")
+    return exact if exact is not None else row[key]
+
+
+def verdict(cos_k: list[float], cos_old: list[float], tol: float = 1e-9) -> str:
+    """``nearer θk`` / ``nearer θold`` when every case agrees, ``equal`` when all tie, else ``mixed``."""
+    diffs = [a - b for a, b in zip(cos_k, cos_old)]
+    if all(abs(d) <= tol for d in diffs):
+        return "equal"
+    if all(d > tol for d in diffs):
+        return "nearer θk"
+    if all(d < -tol for d in diffs):
+        return "nearer θold"
+    return "mixed"
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median": _median(xs), "min": min(xs), "max": max(xs)}
+
+
+def summarise(rows: list[dict], sweep: str = "kl") -> list[dict]:
+    """Per variant, KL target and path kind (``all`` pools them): the cells' cosines (exact where enumerable)
+    as median, min and max over seeds and paths, how many cells are nearer grad J(theta_k) than grad J(theta_old),
+    and the verdict."""
+    rows = [r for r in rows if r["sweep"] == sweep]
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        vr = [r for r in rows if r["variant"] == variant]
+        for target in sorted(dict.fromkeys(r["kl_target"] for r in vr)):
+            for kind in KINDS:
+                cells = [r for r in vr if r["kl_target"] == target and (kind == "all" or r["kind"] == kind)]
+                if not cells or (target == 0 and kind != "all"):
+                    continue
+                ck, co = [best(r, "cos_k") for r in cells], [best(r, "cos_old") for r in cells]
+                out.append({
+                    "variant": variant, "role": cells[0]["role"], "kl_target": target, "kind": kind, "n": len(cells),
+                    "exact": all(r.get("exact_cos_k") is not None for r in cells),
+                    "cos_k": _stats(ck), "cos_old": _stats(co),
+                    "cos_own_k": _stats([best(r, "cos_own_k") for r in cells]),
+                    "cos_own_old": _stats([best(r, "cos_own_old") for r in cells]),
+                    "nearer_k": sum(a > b for a, b in zip(ck, co)), "verdict": verdict(ck, co)})
+    return out
 
 # ---- output -------------------------------------------------------------------------------------
-COLUMNS = ["sweep", "variant", "algorithm", "advantage", "G", "max_len", "staleness", "kl_target", "kl",
-           "kl_per_token", "J_old", "J_k", "cos_k", "cos_k_lo", "cos_k_hi", "cos_old", "cos_old_lo", "cos_old_hi",
-           "exact_cos_k", "exact_cos_old", "rel_bias_k", "rel_bias_old", "exact_rel_bias_k", "exact_rel_bias_old",
-           "noise_floor_k", "trace_cov", "norm_mean", "grad_norm_k", "grad_norm_old", "cos_grad_k_grad_old", "batches"]
+COLUMNS = ["sweep", "variant", "role", "algorithm", "advantage", "G", "max_len", "seed", "path", "kind", "kl_target",
+           "kl", "kl_per_token", "adam_steps", "J_old", "J_k",
+           "cos_k", "cos_k_lo", "cos_k_hi", "cos_old", "cos_old_lo", "cos_old_hi",
+           "cos_own_k", "cos_own_k_lo", "cos_own_k_hi", "cos_own_old", "cos_own_old_lo", "cos_own_old_hi",
+           "exact_cos_k", "exact_cos_old", "exact_cos_own_k", "exact_cos_own_old", "rel_bias_k", "exact_rel_bias_k",
+           "trace_cov", "norm_mean", "grad_norm_k", "grad_norm_old", "cos_grad_k_grad_old", "batches"]
+ROLE_TITLES = {"configured": "as configured", "control": "control (no ratio)", "ablation": "ablation"}
 
 
 def _f(x, nd=3) -> str:
@@ -313,80 +484,102 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def summary_markdown(rows: list[dict], sweep: str = "kl") -> str:
-    """Variants x staleness of one sweep: "cos_k / cos_old", exact where enumerable (marked *), else Monte
-    Carlo; in the opt_steps sweep each cell also gives the exact KL the variant's own steps reached."""
-    rows = [r for r in rows if r["sweep"] == sweep]
-    levels = list(dict.fromkeys(r["staleness"] for r in rows))
-    out = ["| variant | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-    for variant in dict.fromkeys(r["variant"] for r in rows):
+def _level(target: float, band_kl: float | None) -> str:
+    return f"band {target:.3g}" if band_kl is not None and target == band_kl else f"KL {target:g}"
+
+
+def _range(st: dict) -> str:
+    return f"{st['median']:.3f} [{st['min']:.3f}, {st['max']:.3f}]"
+
+
+def pooled_markdown(summary: list[dict], band_kl: float | None) -> str:
+    """Variants (as configured, control, ablations) x KL targets, all seeds and paths pooled: median
+    cos_k / cos_old and how many cells are nearer grad J(theta_k)."""
+    rows = [s for s in summary if s["kind"] == "all"]
+    levels = sorted(dict.fromkeys(s["kl_target"] for s in rows))
+    out = ["| variant | role | " + " | ".join(_level(t, band_kl) for t in levels) + " |",
+           "|---|---|" + "---|" * len(levels)]
+    for variant in dict.fromkeys(s["variant"] for s in rows):
         cells = []
-        for level in levels:
-            r = next((x for x in rows if x["variant"] == variant and x["staleness"] == level), None)
-            if r is None:
-                cells.append("-")
-                continue
-            if r["exact_cos_k"] is not None:
-                cell = f"{r['exact_cos_k']:.3f} / {r['exact_cos_old']:.3f}*"
-            else:
-                cell = f"{r['cos_k']:.3f} / {r['cos_old']:.3f}"
-            cells.append(cell + (f" (KL {r['kl']:.2f})" if sweep == "opt_steps" else ""))
-        out.append(f"| {variant} | " + " | ".join(cells) + " |")
+        for t in levels:
+            s = next((x for x in rows if x["variant"] == variant and x["kl_target"] == t), None)
+            cells.append("-" if s is None else f"{s['cos_k']['median']:.3f} / {s['cos_old']['median']:.3f}"
+                         f"{'*' if s['exact'] else ''} ({s['nearer_k']}/{s['n']})")
+        role = next(x["role"] for x in rows if x["variant"] == variant)
+        out.append(f"| {variant} | {ROLE_TITLES[role]} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
-def to_markdown(result: dict) -> str:
-    out = ["### Summary: cos(E u, ∇J(θ_k)) / cos(E u, ∇J(θ_old)) by exact KL (* exact expectation, "
-           "else Monte Carlo)", "", summary_markdown(result["rows"]),
-           "### Summary: the same after k Adam steps of the variant itself (exact KL reached in brackets)", "",
-           summary_markdown(result["rows"], "opt_steps")]
-    titles = {"kl": "Staleness by exact KL (random-direction perturbation)",
-              "group_size": "Group size G", "length": "Maximum completion length",
-              "opt_steps": "Staleness by k Adam steps of the variant itself"}
-    head = ("| variant | G | L | staleness | KL | cos(E u, ∇J(θ_k)) [95% CI] | cos(E u, ∇J(θ_old)) [95% CI] "
-            "| exact cos_k | exact cos_old | rel. bias_k | exact rel. bias_k | tr Cov |")
-    for sweep, title in titles.items():
-        rows = [r for r in result["rows"] if r["sweep"] == sweep]
-        if not rows:
-            continue
-        out += [f"### {title}", "", head, "|" + "---|" * 12]
-        for r in rows:
-            out.append(
-                f"| {r['variant']} | {r['G']} | {r['max_len']} | {r['staleness']} | {_f(r['kl'], 4)} "
-                f"| {_f(r['cos_k'])} [{_f(r['cos_k_lo'])}, {_f(r['cos_k_hi'])}] "
-                f"| {_f(r['cos_old'])} [{_f(r['cos_old_lo'])}, {_f(r['cos_old_hi'])}] "
-                f"| {_f(r['exact_cos_k'], 4)} | {_f(r['exact_cos_old'], 4)} | {_f(r['rel_bias_k'])} "
-                f"| {_f(r['exact_rel_bias_k'])} | {_f(r['trace_cov'], 4)} |")
-        out.append("")
+def detail_markdown(summary: list[dict], target: float, band_kl: float | None) -> str:
+    """At one KL target: per variant and path kind, median [min, max] of every cosine and the verdict."""
+    rows = [s for s in summary if s["kl_target"] == target]
+    out = [f"#### {_level(target, band_kl)}", "",
+           "| variant | role | paths | n | cos(E u, ∇J(θk)) | cos(E u, ∇J(θold)) | nearer θk | verdict "
+           "| cos(E u, ∇J_own(θk)) | cos(E u, ∇J_own(θold)) |", "|" + "---|" * 10]
+    for s in rows:
+        out.append(f"| {s['variant']} | {ROLE_TITLES[s['role']]} | {s['kind']} | {s['n']} | {_range(s['cos_k'])} "
+                   f"| {_range(s['cos_old'])} | {s['nearer_k']}/{s['n']} | {s['verdict']} | {_range(s['cos_own_k'])} "
+                   f"| {_range(s['cos_own_old'])} |")
+    return "\n".join(out) + "\n"
+
+
+def sweep_markdown(rows: list[dict], sweep: str, title: str) -> list[str]:
+    rows = [r for r in rows if r["sweep"] == sweep]
+    if not rows:
+        return []
+    out = [f"### {title}", "", "| variant | G | L | KL | cos(E u, ∇J(θk)) [95% CI] | cos(E u, ∇J(θold)) [95% CI] "
+           "| exact cos_k | exact cos_old | rel. bias_k | tr Cov |", "|" + "---|" * 10]
+    for r in rows:
+        out.append(f"| {r['variant']} | {r['G']} | {r['max_len']} | {_f(r['kl'], 4)} "
+                   f"| {_f(r['cos_k'])} [{_f(r['cos_k_lo'])}, {_f(r['cos_k_hi'])}] "
+                   f"| {_f(r['cos_old'])} [{_f(r['cos_old_lo'])}, {_f(r['cos_old_hi'])}] "
+                   f"| {_f(r['exact_cos_k'], 4)} | {_f(r['exact_cos_old'], 4)} | {_f(r['rel_bias_k'])} "
+                   f"| {_f(r['trace_cov'], 4)} |")
+    return out + [""]
+
+
+def to_markdown(result: dict, band_kl: float | None, detail_kls: tuple[float, ...]) -> str:
+    summary = result["summary"]
+    out = ["## Summary: cos(E u, ∇J(θ_k)) / cos(E u, ∇J(θ_old)), median over every seed and path "
+           "(* exact expectation, else Monte Carlo; in brackets: cells nearer ∇J(θ_k) / cells)", "",
+           pooled_markdown(summary, band_kl),
+           "## At the divergences that matter: by path kind, median [min, max] over seeds and paths", "",
+           "J_own: the variant's own objective (docs/gradient-bias.md); `verdict`: every cell nearer one "
+           "gradient, or mixed.", ""]
+    targets = sorted(dict.fromkeys(s["kl_target"] for s in summary))
+    for t in targets:
+        if t in detail_kls or (band_kl is not None and t == band_kl):
+            out.append(detail_markdown(summary, t, band_kl))
+    out += sweep_markdown(result["rows"], "group_size", "Group size G (first seed, random1 direction)")
+    out += sweep_markdown(result["rows"], "length", "Maximum completion length (a new probe each; random1)")
     return "\n".join(out)
 
 
-def write(result: dict, cfg: BiasConfig, out_dir: Path, provenance: dict, band: dict | None) -> list[Path]:
+def write(result: dict, cfg: BiasConfig, out_dir: Path, provenance: dict, real: dict) -> list[Path]:
     from .plots import write_plots
 
     out_dir = Path(out_dir)
     p = result["probe"]
-    band_txt = ("not yet measured" if band is None else
-                f"median {band['median']:.2f}, 10-90% {band['p10']:.2f}-{band['p90']:.2f} over {band['steps']} steps "
-                f"({'; '.join(band['sources'])})")
+    band_kl = real["band"]["median"] if real.get("band") else None
     header = [
         "# Gradient-bias probe", "",
         f"`{provenance.get('command', 'grpo-bench probe gradient-bias')}`, commit `{str(provenance.get('git_commit'))[:7]}`"
         f"{' (dirty tree)' if provenance.get('git_dirty') else ''}; {provenance.get('hardware', {}).get('cpu')}, "
         f"{provenance.get('hardware', {}).get('cores')} cores; {result['seconds']:.0f} s.", "",
         f"Probe: {p['completions']} completions ({len(cfg.probe.targets)} prompts, digits 1..{cfg.probe.digits} + EOS, "
-        f"up to {cfg.probe.max_len} tokens), an MLP with {p['parameters']} parameters, J(θ_old) = {p['J_old']:.3f}, "
-        f"mean length at θ_old {p['mean_length_old']:.2f} tokens. {cfg.batches} Monte Carlo batches per cell "
-        f"(the same batches for every variant), 95% percentile-bootstrap intervals over batches ({cfg.bootstrap} "
-        "resamples). KL = exact sequence-level KL(π_old || π_θk), mean over prompts. `exact` columns: the "
-        "expectation by enumeration ([raw]: A = r - E_old[r|x]; [sum]: the same divided by the loss's own per-token "
-        "weight, i.e. no length normalisation; not for group-normalised advantages). Definitions: "
-        "docs/gradient-bias.md.", "",
-        f"SmolLM2 runs' inner-step KL (sequence level): {band_txt}.", "",
+        f"up to {cfg.probe.max_len} tokens), an MLP with {p['parameters']} parameters; theta_old seeds "
+        f"{list(cfg.seeds)} with J(θ_old) = {', '.join(f'{j:.3f}' for j in p['J_old'])}. Paths from each θ_old: "
+        f"{cfg.random_directions} random directions, the exact gradient direction, and each variant's own Adam steps "
+        f"(lr {cfg.lr:g}, one batch, at most {cfg.max_steps} steps), cut at each exact sequence KL(π_old || π_θk). "
+        f"{cfg.batches} Monte Carlo batches of G = {cfg.group_size} per cell (the same for every variant). "
+        "Definitions: docs/gradient-bias.md.", "",
+        band_sentence(real), "", "",
     ]
+    detail = tuple(t for t in (0.05, 0.3) if t in cfg.targets())
     files = [out_dir / "table.md", out_dir / "table.csv", out_dir / "table.json", out_dir / "config.json"]
-    atomic_write_text(files[0], "\n".join(header) + to_markdown(result))
+    atomic_write_text(files[0], "\n".join(header) + to_markdown(result, band_kl, detail))
     atomic_write_text(files[1], to_csv(result["rows"]))
-    atomic_write_json(files[2], {"rows": result["rows"], "probe": p, "seconds": result["seconds"], "real_runs": band})
+    atomic_write_json(files[2], {"rows": result["rows"], "summary": result["summary"], "probe": p,
+                                 "seconds": result["seconds"], "real_runs": real})
     atomic_write_json(files[3], {"config": cfg.as_dict(), "variants": result["variants"], "provenance": provenance})
-    return files + write_plots(result["rows"], out_dir / "plots", band)
+    return files + write_plots(result["rows"], result["summary"], out_dir / "plots", real.get("band"))

@@ -195,11 +195,14 @@ class ProbePolicy:
         """sum_{s,t} cot[s, t] * d logp_{s,t} / d theta: the gradient of a function of per-token log-probs."""
         return self.scatter(rows, cot) @ jac
 
-    def exact_gradient(self, theta: torch.Tensor, jac: torch.Tensor | None = None) -> torch.Tensor:
-        """grad J = (1/P) sum_x sum_o pi(o|x) r(x,o) sum_t grad log pi(o_t | x, o_<t), by enumeration."""
+    def exact_gradient(self, theta: torch.Tensor, jac: torch.Tensor | None = None,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+        """grad J = (1/P) sum_x sum_o pi(o|x) r(x,o) sum_t grad log pi(o_t | x, o_<t), by enumeration; with
+        ``weight`` kappa ``[S]`` the gradient of (1/P) sum_x E[kappa(o) r(x, o)] instead."""
         jac = self.token_jacobian(theta) if jac is None else jac
+        reward = self.rewards if weight is None else self.rewards * weight
         with torch.no_grad():
-            w = torch.exp(self.seq_logp(self.token_logp(theta))) * self.rewards / self.num_prompts
+            w = torch.exp(self.seq_logp(self.token_logp(theta))) * reward / self.num_prompts
         return self.pullback(jac, None, w.unsqueeze(1).expand_as(self.mask))
 
     def value(self, theta: torch.Tensor) -> torch.Tensor:
