@@ -38,9 +38,9 @@ import torch
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
 from .estimators import ADVANTAGES, PAPER_VARIANTS, Estimator, Point, default_specs
+from ..report.movement import FLOOR_FACTOR
 from .policy import DTYPE, ProbeConfig, ProbePolicy
 
-FLOOR_FACTOR = 10.0  # a run is above its noise floor when median(kl_old_k3_seq) >= this x median(noise floor)
 @dataclass
 class BiasConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -257,13 +257,13 @@ def _median(xs: list[float]) -> float:
 def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
     """The inner-step KL of published runs whose movement is above their noise floor.
 
-    Each run folder under ``results_root/*/`` (``harness.report.runs.load_runs``): its metrics.jsonl rows'
-    ``kl_old_k3_seq`` (the sequence k3 KL between inner passes: the real movement) and ``noise_floor_k3_seq``
-    (the same statistic for a perturbation far below any real step). A run is above its floor when
-    median(kl_old_k3_seq) >= ``factor`` * median(noise_floor_k3_seq) over its steps; runs without the floor
-    column are "floor unknown", runs below it "below floor": both left out and counted. ``band``: median and
-    10-90% range of kl_old_k3_seq over every step of the runs above the floor, or None. Folders without
-    training rows (the base model) are not counted."""
+    Each run folder under ``results_root/*/`` (``harness.report.runs.load_runs``), classified by
+    ``harness.report.movement.run_movement``: median(kl_old_k3_seq) (the sequence k3 KL between inner
+    passes: the real movement) against ``factor`` x median(noise_floor_k3_seq) (the same statistic for a
+    perturbation far below any real step). Runs without either column are "floor unknown", runs below it
+    "below floor": both left out and counted. ``band``: median and 10-90% range of kl_old_k3_seq over every
+    step of the runs above the floor, or None. Folders without training rows (the base model) are not counted."""
+    from ..report.movement import column_values, run_movement
     from ..report.runs import load_runs
 
     counts = {"above": 0, "below": 0, "unknown": 0}
@@ -272,20 +272,15 @@ def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
     folders = [root] if (root / "runs").is_dir() else sorted(p for p in root.glob("*") if p.is_dir())
     for suite in folders:
         for run in load_runs(suite):
-            rows = run.metrics()
-            if not rows:
+            if not run.metrics():
                 continue  # no training steps (the base model's folder): not a run that moved
-            kl = [float(r["kl_old_k3_seq"]) for r in rows if _finite(r.get("kl_old_k3_seq"))]
-            floor = [float(r["noise_floor_k3_seq"]) for r in rows if _finite(r.get("noise_floor_k3_seq"))]
-            if not kl or not floor:
-                counts["unknown"] += 1
-                left_out.add(suite.name)
-            elif _median(kl) >= factor * _median(floor):
-                counts["above"] += 1
-                values += kl
+            clears = run_movement(run, factor)["clears"]
+            key = {True: "above", False: "below", None: "unknown"}[clears]
+            counts[key] += 1
+            if clears:
+                values += column_values(run.metrics(), "kl_old_k3_seq")
                 suites.add(suite.name)
             else:
-                counts["below"] += 1
                 left_out.add(suite.name)
     band = None
     if values:
@@ -294,10 +289,6 @@ def real_run_band(results_root: Path, factor: float = FLOOR_FACTOR) -> dict:
         band = {"median": med, "p10": lo, "p90": hi, "steps": len(values)}
     return {"band": band, "runs": counts, "factor": factor, "suites": sorted(suites),
             "suites_left_out": sorted(left_out)}
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def band_sentence(real: dict) -> str:

@@ -15,6 +15,7 @@ movement to compare.
 
 from __future__ import annotations
 
+import math
 from statistics import median
 
 from .runs import Run
@@ -23,16 +24,21 @@ from .runs import Run
 FLOOR_FACTOR = 10.0
 
 
+def column_values(metrics: list[dict], key: str) -> list[float]:
+    """The finite values of a metrics column (rows without it, or with NaN or inf, are skipped)."""
+    return [float(r[key]) for r in metrics if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+
+
 def column_median(metrics: list[dict], key: str) -> float | None:
-    values = [float(r[key]) for r in metrics if r.get(key) is not None]
+    values = column_values(metrics, key)
     return median(values) if values else None
 
 
-def run_movement(run: Run) -> dict:
+def run_movement(run: Run, factor: float = FLOOR_FACTOR) -> dict:
     metrics = run.metrics()
     movement = column_median(metrics, "kl_old_k3_seq")
     floor = column_median(metrics, "noise_floor_k3_seq")
-    clears = None if movement is None or floor is None else movement >= FLOOR_FACTOR * floor
+    clears = None if movement is None or floor is None else movement >= factor * floor
     return {"variant": run.variant, "seed": run.seed, "movement": movement, "floor": floor,
             "ratio": movement / floor if movement is not None and floor else None, "clears": clears}
 
