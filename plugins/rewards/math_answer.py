@@ -24,9 +24,10 @@ line (``#### 5 or 6``).
 
 Budget (:mod:`.math_budget`): an answer that would compute a number over ``10**4300`` or a sum of
 over 10 000 terms is not evaluated (it matches only a gold written the same way); everything else
-gets 1 s for the gold and 1 s for the prediction, on the main thread (the harness's reward
-workers); past it the prediction scores 0.0 (the gold: ``None``). math-verify's own SIGALRM
-timeouts are switched off (they stop at the first of several comparisons and take whole seconds);
+gets 1 CPU second for the gold and 1 for the prediction, and 3 wall seconds for both, on the main
+thread (the harness's reward workers); past it the prediction scores 0.0 (the gold: ``None``). math-verify's own SIGALRM
+timeouts are switched off (wall time in whole seconds, per comparison, and their TimeoutException
+is caught inside math-verify, so the next comparison runs unbounded);
 the harness's worker pool (:class:`grpo_bench.scoring.RewardScorer`) still bounds each call from
 any thread by killing the worker, and such a call counts as a ``timeout``.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,17 +219,18 @@ def check_answer(gold: str, completion: str) -> float | None:
     gold = str(gold).strip()
     gold_text = gold if "\\boxed" in gold or gold.startswith("$") else f"${gold}$"
     _warm_up()
-    gold_in_time, gold_read = math_budget.within_budget(math_budget.MAX_SECONDS, _read_gold, gold_text)
+    deadline = time.monotonic() + math_budget.MAX_WALL_SECONDS
+    gold_in_time, gold_read = math_budget.within_budget(math_budget.MAX_CPU_SECONDS, deadline, _read_gold, gold_text)
     if not gold_in_time:
-        log.debug("math_verify: reading the gold %.80r took over %s s", gold, math_budget.MAX_SECONDS)
+        log.debug("math_verify: reading the gold %.80r went over the budget", gold)
     if gold_read is None:
         return None
     pred_text = predicted_answer(completion)
     if pred_text is None:
         return 0.0
-    in_time, verdict = math_budget.within_budget(math_budget.MAX_SECONDS, _grade, gold_read, pred_text)
+    in_time, verdict = math_budget.within_budget(math_budget.MAX_CPU_SECONDS, deadline, _grade, gold_read, pred_text)
     if not in_time:
-        log.debug("math_verify: grading %.80r took over %s s", pred_text, math_budget.MAX_SECONDS)
+        log.debug("math_verify: grading %.80r went over the budget", pred_text)
     return verdict if in_time else 0.0
 
 

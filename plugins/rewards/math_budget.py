@@ -9,12 +9,14 @@ so it must be refused before it starts. An answer over the limit is not evaluate
 gold answer written the same way (the same unevaluated tree), else it scores 0.0.
 
 Time. Everything else (simplifying a large rational function, expanding ``(x+y+z+1)^{40}``) is
-pure Python and is stopped by a timer: at most :data:`MAX_SECONDS` for reading the gold answer
-and :data:`MAX_SECONDS` for reading and comparing the prediction, measured with ``SIGALRM``
-(``setitimer``). Signals reach the main thread only, so the timer runs only there; the harness's
-reward workers call rewards on their main thread. Called from another thread, only the size limit
-applies and the harness's per-sample limit (``reward_timeout_s``, which kills the worker) is the
-bound.
+pure Python and is stopped by timers (``setitimer``): at most :data:`MAX_CPU_SECONDS` of CPU time
+for reading the gold answer and as much again for reading and comparing the prediction
+(``ITIMER_PROF``), and :data:`MAX_WALL_SECONDS` of wall time for the whole check (``ITIMER_REAL``).
+CPU time decides, so that a verdict does not depend on how loaded the machine is; the wall limit
+only caps the latency on a loaded machine. Signals reach the main thread only, so the timers run
+only there; the harness's reward workers call rewards on their main thread. Called from another
+thread, only the size limit applies, and the harness's per-sample limit (``reward_timeout_s``,
+which kills the worker) is the bound.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from typing import Any
 MAX_DIGITS = getattr(sys.int_info, "default_max_str_digits", 4300) or 4300
 #: most terms of a sum or product with numeric bounds
 MAX_TERMS = 10_000
-#: seconds for reading the gold answer, and again for reading and comparing a prediction
-MAX_SECONDS = 1.0
+#: CPU seconds for reading the gold answer, and again for reading and comparing a prediction
+MAX_CPU_SECONDS = 1.0
+#: wall seconds for one whole check (gold and prediction), whatever the machine's load
+MAX_WALL_SECONDS = 3.0
 
 _LOG10_2 = math.log10(2)
 _MAY_BE_LARGE = re.compile(r"[\^!]|\*\*|\\(?:[dt]?binom|choose|Gamma|exp|sum|prod|operatorname)")
@@ -43,32 +47,44 @@ class OverBudget(BaseException):
     """Raised by the timer; a BaseException so that math-verify's and sympy's ``except Exception`` let it through."""
 
 
-def within_budget(seconds: float, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
-    """``(True, fn(*args))``, or ``(False, None)`` when it ran out of time (main thread only, see above).
+_TIMERS = ((signal.ITIMER_PROF, signal.SIGPROF, time.process_time), (signal.ITIMER_REAL, signal.SIGALRM, time.monotonic))
 
-    An interval timer that was already running is re-armed afterwards with what was left of it.
+
+def within_budget(cpu_seconds: float, deadline: float, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    """``(True, fn(*args))``, or ``(False, None)`` once ``fn`` used ``cpu_seconds`` of CPU time or
+    ``time.monotonic()`` passed ``deadline`` (main thread only; elsewhere ``fn`` runs unbounded).
+
+    Interval timers that were already running are re-armed afterwards with what was left of them.
     """
     if threading.current_thread() is not threading.main_thread():
         return True, fn(*args)
+    done = False
 
-    def on_alarm(signum, frame):
-        raise OverBudget
+    def on_timer(signum, frame):
+        nonlocal done
+        if not done:  # one exception per call, and none once fn has returned
+            done = True
+            raise OverBudget
 
-    started = time.monotonic()
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    outer_delay = 0.0
+    limits = (cpu_seconds, max(deadline - time.monotonic(), 1e-3))
+    outer = [(signal.getitimer(timer)[0], clock()) for timer, _, clock in _TIMERS]
+    handlers = []
     try:
-        outer_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            return True, fn(*args)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        for _, signum, _ in _TIMERS:
+            handlers.append(signal.signal(signum, on_timer))
+        for (timer, _, _), limit in zip(_TIMERS, limits):
+            signal.setitimer(timer, limit)
+        result = fn(*args)
+        done = True
+        return True, result
     except OverBudget:
         return False, None
     finally:
-        signal.signal(signal.SIGALRM, previous)
-        if outer_delay:
-            signal.setitimer(signal.ITIMER_REAL, max(outer_delay - (time.monotonic() - started), 1e-3))
+        done = True
+        for (timer, _, clock), (left, started) in zip(_TIMERS, outer):
+            signal.setitimer(timer, max(left - (clock() - started), 1e-3) if left else 0)
+        for (_, signum, _), handler in zip(_TIMERS, handlers):
+            signal.signal(signum, handler)
 
 
 def may_be_large(latex: str) -> bool:
