@@ -1,7 +1,8 @@
 """The cost budget of ``math_verify`` (issue 25): a size limit checked before sympy evaluates, and a time limit.
 
-Size. The answer is first parsed *unevaluated* (latex2sympy under ``sympy.evaluate(False)``, a
-few milliseconds) and its tree is measured bottom-up, without computing anything: every exact
+Size. An answer with a construct that can build a large number (:func:`may_be_large`) is first
+parsed *unevaluated* (latex2sympy under ``sympy.evaluate(False)``, within the time budget below)
+and its tree is measured bottom-up, without computing anything: every exact
 number it would compute must stay below ``10**MAX_DIGITS`` (``10^{10^{10}}``, ``(10^7)!``,
 ``\\binom{10^8}{5 \\cdot 10^7}``, ``2^{2^{30}} \\bmod 7`` do not), and a ``\\sum``/``\\prod`` must have
 at most :data:`MAX_TERMS` terms. Such big-integer arithmetic runs in C and no signal interrupts it,
