@@ -109,6 +109,11 @@ def test_noise_floor_per_numerics_on_bf16_grid_weights():
     bf16w = floor_of(model, mb, autocast=True, bf16_weights=True)
     assert fp32 < 1e-9
     assert bf16 > 1e3 * max(fp32, 1e-15) and bf16w > 1e3 * max(fp32, 1e-15)
+    # the numerics a ratio-comparing run gets by default keep the floor at fp32's: raise it and this fails
+    from grpo_bench.config.suite import RATIO_NUMERICS
+
+    default = floor_of(model, mb, autocast=RATIO_NUMERICS["bf16_autocast"], bf16_weights=RATIO_NUMERICS["bf16_weights"])
+    assert default < 1e-9
     for k, v in model.state_dict().items():  # restored exactly
         assert torch.equal(v, before[k]), k
 
