@@ -24,15 +24,10 @@ from grpo_bench import hookimpl
 from grpo_bench.benchmark import Benchmark, Problem, code_sandbox, read_bundled
 
 
-class _CodeBenchmark(Benchmark):
-    def describe(self):
-        return super().describe() | {"code_sandbox": code_sandbox()}
-
-
 CODE_BLOCK = "Write the complete solution in a single ```python code block."
 
 
-class MBPP(_CodeBenchmark):
+class MBPP(Benchmark):
     name = "mbpp"
     splits = ("train", "validation", "test", "prompt")
     description = "MBPP (Austin et al. 2021): 974 entry-level Python tasks, three asserts each."
@@ -55,6 +50,9 @@ class MBPP(_CodeBenchmark):
                                 "setup_code": row["test_setup_code"],
                                 "program_prefix": ""}))
         return out
+
+    def describe(self):
+        return super().describe() | {"code_sandbox": code_sandbox()}
 
 
 def mbpp_entry_point(reference: str, tests: str) -> str:
