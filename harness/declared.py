@@ -15,7 +15,8 @@ Contract of a declaration (one ``.toml`` file; every key is checked, an unknown 
   first two. ``sha256`` is the hex digest of the file as it is on disk (``sha256sum FILE``); a file that does not
   match is one clear error when the split is loaded.
 - ``[hub]`` (optional): ``id`` (hub dataset id), ``config`` (its configuration name), ``splits`` (``{ours =
-  "theirs"}``, default the same names). Read instead of the files with ``[suite] data = "hub"``.
+  "theirs"}``, default the same names). Read instead of the files with ``[suite] data = "hub"``; a declaration
+  with no ``[splits]`` reads the hub always, its splits those of ``[hub] splits``.
 - ``[fields]``: ``question`` (template, required), ``answer`` (template, required), ``answer_extract`` (one of
   :data:`EXTRACTORS`, default ``"none"``), ``id`` (template or list of templates, default
   ``"{_name}/{_split}/{_index}"``).
@@ -207,9 +208,11 @@ def parse_declaration(path: Path, data_dir: Path) -> Declaration:
     _check_keys(decl, spec, TOP_KEYS, "")
     _check_keys(decl, spec.get("fields", {}), FIELD_KEYS, "fields.")
     _check_keys(decl, spec.get("hub", {}), HUB_KEYS, "hub.")
-    for key in ("name", "splits", "fields"):
+    for key in ("name", "fields"):
         if not spec.get(key):
             raise decl.err(f"{key!r} is required")
+    if not spec.get("splits") and not spec.get("hub", {}).get("splits"):
+        raise decl.err("[splits] (a file per split) or [hub] splits (a hub dataset's splits) is required")
     for key in ("question", "answer"):
         if key not in spec["fields"]:
             raise decl.err(f"fields.{key} is required (a template such as \"{{{key}}}\")")
@@ -222,7 +225,7 @@ def parse_declaration(path: Path, data_dir: Path) -> Declaration:
         raise decl.err("prompt_template must contain {question}")
     if "hub" in spec and "id" not in spec["hub"]:
         raise decl.err("hub.id is required in [hub] (a hub dataset id such as \"openai/gsm8k\")")
-    for name, entry in spec["splits"].items():
+    for name, entry in spec.get("splits", {}).items():
         decl.files[name] = _split_file(decl, name, entry, data_dir if spec.get("bundled") else path.parent)
     return decl
 
@@ -250,7 +253,7 @@ class DeclaredBenchmark(Benchmark):
         self.name = spec["name"]
         self.version = spec.get("version", 1)
         self.versions = (self.version,)
-        self.splits = tuple(spec["splits"])
+        self.splits = tuple(spec.get("splits") or spec["hub"]["splits"])
         for key in ("description", "source", "license", "prompt_template", "system_prompt", "eval_reward",
                     "conversational", "held_out"):
             if key in spec:
@@ -260,7 +263,8 @@ class DeclaredBenchmark(Benchmark):
 
     def load_split(self, split: str) -> list[Problem]:
         use_hub = self.data_source == "hub" or os.environ.get("GRPO_BENCH_HUB", "") == "1"
-        rows = self._hub_rows(split) if use_hub and self.hub_dataset else self._file_rows(split)
+        from_hub = split not in self.decl.files or (use_hub and self.hub_dataset)
+        rows = self._hub_rows(split) if from_hub else self._file_rows(split)
         return [self._problem(row, split, index) for index, row in enumerate(rows)]
 
     def _file_rows(self, split: str) -> list[dict]:

@@ -298,3 +298,26 @@ def test_hub_dataset_offline_is_one_line(tmp_path, monkeypatch):
         hub.online.cache_clear()
     msg = str(err.value)
     assert len(msg.splitlines()) == 1 and "openai/gsm8k" in msg and "HF_HUB_OFFLINE is set" in msg, msg
+
+
+def test_hub_declaration_reads_the_mapped_split_through_datasets(tmp_path, monkeypatch):
+    """A hub-only declaration (no files): ``datasets.load_dataset(id, config, split=theirs)``, rows as files give."""
+    import datasets
+
+    from grpo_bench import hub
+
+    calls = []
+
+    def fake_load(path, name=None, split=None):
+        calls.append((path, name, split))
+        return [{"problem": "1 + 1", "solution": "so \\boxed{2}"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr(hub, "check_dataset", lambda bench, repo: None)  # as if the hub were reachable
+    (tmp_path / "h.toml").write_text('name = "h"\n[hub]\nid = "someone/sums"\nconfig = "easy"\n'
+                                     'splits = { test = "validation" }\n[fields]\nquestion = "{problem}"\n'
+                                     'answer = "{solution}"\nanswer_extract = "last_boxed"\n')
+    bench = load_declarations([tmp_path / "h.toml"], DATA_DIR)["h"]
+    assert bench.splits == ("test",) and bench.hub_dataset == "someone/sums"
+    (p,) = bench.problems("test")
+    assert (p.id, p.prompt, p.answer) == ("h/test/0", "1 + 1", "2") and calls == [("someone/sums", "easy", "validation")]
