@@ -211,6 +211,12 @@ def parse_declaration(path: Path, data_dir: Path) -> Declaration:
     for key in ("name", "fields"):
         if not spec.get(key):
             raise decl.err(f"{key!r} is required")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", spec["name"]):
+        raise decl.err(f"name must be letters, digits, '_', '.' or '-', got {spec['name']!r}")
+    templates = {f"columns.{k}": v for k, v in spec.get("columns", {}).items()} | {"fields.id": spec["fields"].get("id", "")}
+    for key, value in templates.items():
+        if not (isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))):
+            raise decl.err(f"{key} must be a template (a string) or a list of templates, got {value!r}")
     if not spec.get("splits") and not spec.get("hub", {}).get("splits"):
         raise decl.err("[splits] (a file per split) or [hub] splits (a hub dataset's splits) is required")
     for key in ("question", "answer"):

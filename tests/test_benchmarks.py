@@ -263,6 +263,8 @@ def test_csv_and_parquet_declarations_read_the_same_rows(tmp_path):
     ('name = "x"\nbundled = true\n[splits]\ntest = "t.jsonl"\n[fields]\nquestion = "{q}"\nanswer = "{a}"\n'
      'answer_extract = "boxed"\n', "answer_extract 'boxed' is not one of none, after_####, last_boxed"),
     ('name = "x"\nversion = "2"\n', "version must be int"),
+    ('name = "x"\nbundled = true\n[splits]\ntest = "t.jsonl"\n[fields]\nquestion = "{q}"\nanswer = "{a}"\n[columns]\n'
+     'level = 3\n', "columns.level must be a template"),
 ])
 def test_a_bad_declaration_is_one_line_and_the_bundled_benchmarks_still_load(tmp_path, monkeypatch, body, needle):
     (tmp_path / "x.toml").write_text(body)
