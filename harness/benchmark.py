@@ -7,8 +7,6 @@ were produced by the same prompt.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,14 +142,18 @@ def prompt_token_ids(tokenizer, benchmark: Benchmark, problem: Problem) -> list[
 
 
 def read_bundled(rel: str) -> list[dict]:
-    """Rows of a data file bundled under :data:`DATA_DIR` (a clear error when it is missing)."""
-    path = DATA_DIR / rel
-    if not path.exists():
-        raise UserError(f"bundled data file missing: {path}")
-    return read_jsonl_gz(path)
+    """Rows of a data file bundled under :data:`DATA_DIR`, checked against its ``SHA256SUMS`` (a clear error
+    when it is missing or changed)."""
+    from .declared import read_bundled_checked
+
+    return read_bundled_checked(DATA_DIR, rel)
 
 
-def read_jsonl_gz(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+def code_sandbox() -> dict:
+    """The code sandbox in force, recorded in every result of a benchmark graded by running code (docs/sandbox.md)."""
+    from . import sandbox
+
+    try:
+        return sandbox.describe()
+    except sandbox.SandboxUnavailable as exc:
+        return {"mode": "unavailable", "reason": str(exc)}

@@ -62,59 +62,19 @@ def _cmd_run(args) -> int:
 def _cmd_eval(args) -> int:
     import json
 
-    from .config import EvalConfig
-    from .config.suite import default_engine
-    from .evaluation import evaluate
-    from .execute.session import pick_device
-    from .hub import check_dataset, check_model
+    from .api import EvalRequest, run_evaluation
     from .io import atomic_write_json, write_jsonl
-    from .models import eos_ids, load_policy
-    from .registry import default_registry
-    from .scoring import RewardScorer
 
-    registry = default_registry()
-    bench = registry.get("benchmarks", args.benchmark).at_version(args.benchmark_version)
-    check_model(args.model)
-    bench.use_data(args.data)
-    if bench.data_source == "hub" and bench.hub_dataset:
-        check_dataset(args.benchmark, bench.hub_dataset)
-    engine_cls = registry.get("engines", default_engine() if args.engine == "auto" else args.engine)
-    options = parse_engine_options(args.engine_option or [])
-    engine_cls.check_options(options)
-    check_eval_options(args)
-    model, tokenizer = load_policy(args.model, args.dtype, pick_device(args.device))
-    engine = engine_cls(model, tokenizer, eos_ids(model, tokenizer), **options)
-    scorer = RewardScorer({bench.eval_reward: registry.get("rewards", bench.eval_reward)})
-    try:
-        cfg = EvalConfig(args.max_new_tokens, args.samples, args.temperature, args.batch_size, args.seed)
-        summary, records = evaluate(engine, tokenizer, bench, args.split, args.limit or None, scorer, cfg)
-    finally:
-        scorer.close()
-        engine.close()
-    summary["model"] = args.model
+    req = EvalRequest(args.model, args.benchmark, args.split, args.limit, args.max_new_tokens, args.samples,
+                      args.temperature, args.batch_size, args.seed, args.engine,
+                      parse_engine_options(args.engine_option or []), args.dtype, args.device, args.data,
+                      args.benchmark_version)
+    summary, records = run_evaluation(req, flag=lambda key: "--" + key.replace("_", "-"))
     if args.out:
         atomic_write_json(Path(args.out), summary)
         write_jsonl(Path(args.out).with_suffix(".records.jsonl"), records)
     print(json.dumps({k: v for k, v in summary.items() if k != "benchmark_spec"}, indent=2))
     return 0
-
-
-def check_eval_options(args) -> None:
-    """``grpo-bench eval``'s settings, with the suite loader's bounds, before anything is loaded or written."""
-    from .config.suite import MAX_SEED, check_device, check_eval, check_model
-
-    def err(key: str, msg: str) -> UserError:
-        return UserError(f"--{key.split('.')[-1].replace('_', '-')}: {msg}")
-
-    check_eval(args, err)
-    if args.limit < 0:
-        raise err("limit", f"must be >= 0 (0: the whole split), got {args.limit}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise err("seed", f"must be in [0, {MAX_SEED}] (seeds the RNGs), got {args.seed}")
-    if args.dtype not in ("float32", "bfloat16", "float16"):
-        raise err("dtype", f"expected float32, bfloat16 or float16, got {args.dtype!r}")
-    check_device(args.device, lambda msg: err("device", msg))
-    check_model(args.model, lambda msg: err("model", msg))
 
 
 def _run_until_decided(args, suite, registry, executor) -> int:

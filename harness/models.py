@@ -116,6 +116,13 @@ def ensure_default_model() -> Path:
     return target
 
 
+def pick_device(name: str) -> str:
+    """``"auto"``: CUDA where it is available, else the CPU; any other name as it is (checked by the config)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 def load_policy(name: str, dtype: str = "float32", device: str = "cpu"):
     """(model, tokenizer) for a model name; the model is in ``dtype`` on ``device``, eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "suites" / "tiny.toml"
 CLI = [sys.executable, "-m", "grpo_bench.cli"]
@@ -106,3 +108,29 @@ def test_dry_run_estimates_time_from_finished_runs(tmp_path):
     text = describe(plan, reg)
     assert ("time: about 1.5 min per trained run (median of 2 finished here, on Test CPU x2), so about 1.5 min "
             "for the 1 pending trained runs") in text
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"limit": -1}, "grpo_bench.evaluate: limit: must be >= 0 (0: the whole split), got -1"),
+    ({"limit": 2.5}, "grpo_bench.evaluate: limit: expected an integer, got 2.5"),
+    ({"max_new_tokens": 0}, "grpo_bench.evaluate: max_new_tokens: must be >= 1"),
+    ({"temperature": float("nan")}, "grpo_bench.evaluate: temperature: must be a finite number > 0"),
+    ({"seed": -1}, "grpo_bench.evaluate: seed: must be in [0,"),
+    ({"dtype": "float8"}, "grpo_bench.evaluate: dtype: expected float32, bfloat16 or float16"),
+    ({"data": "web"}, "grpo_bench.evaluate: data: expected \"bundled\" or \"hub\""),
+    ({"device": "tpu7"}, "grpo_bench.evaluate: device: unknown device 'tpu7'"),
+])
+def test_evaluate_checks_its_settings_as_the_command_does(monkeypatch, kwargs, needle):
+    """The API and ``grpo-bench eval`` share one path: a bad setting is one UserError before any model loads
+    (``limit=-1`` used to evaluate all problems but the last)."""
+    import grpo_bench
+    from grpo_bench import models
+    from grpo_bench.errors import UserError
+
+    def no_load(*args, **kw):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(models, "load_policy", no_load)
+    with pytest.raises(UserError) as err:
+        grpo_bench.evaluate("tiny-random", "arith", engine="hf", **kwargs)
+    assert len(str(err.value).splitlines()) == 1 and needle in str(err.value), str(err.value)

@@ -24,6 +24,7 @@ def installed(tmp_path_factory) -> Path:
     (wheel,) = wheels.glob("grpo_bench-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "grpo_bench/data/gsm8k/test.jsonl.gz" in names and "grpo_bench/data/README.md" in names
+    assert "grpo_bench/plugins/benchmarks/datasets/gsm8k.toml" in names  # the bundled declarations
     target = tmp_path_factory.mktemp("target")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True)

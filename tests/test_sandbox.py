@@ -22,11 +22,18 @@ from pathlib import Path
 
 import pytest
 from grpo_bench.benchmark import DATA_DIR, reward_columns
-from grpo_bench.plugins.benchmarks.code_data import MBPP, HumanEval, mbpp_entry_point
+from grpo_bench.declared import load_declarations
+from grpo_bench.plugins.benchmarks.code_data import MBPP, mbpp_entry_point
+from grpo_bench.plugins.benchmarks.declared import BUNDLED
 from grpo_bench.plugins.rewards.code_tests import code_tests, extract_program
 from grpo_bench.sandbox import runner as sandbox
 from grpo_bench.sandbox import cgroups, seccomp, wire
 from grpo_bench.scoring import RewardScorer
+
+
+def HumanEval():  # noqa: N802 - a fresh object each call, as when HumanEval was a class (now a declaration)
+    return load_declarations([BUNDLED / "humaneval.toml"], DATA_DIR)["humaneval"]
+
 
 LIMIT = 2.0  # sandbox wall-clock limit in these tests
 SLACK = 3.0  # start-up, kill and clean-up on a loaded 2-core machine

@@ -17,7 +17,7 @@ import time
 from grpo_bench.benchmark import prompt_token_ids
 from grpo_bench.engine import SamplingConfig
 from grpo_bench.models import DEFAULT_MODEL, eos_ids, load_policy
-from grpo_bench.plugins.benchmarks.math_data import GSM8K
+from grpo_bench.registry import default_registry
 from grpo_bench.plugins.engines.hf import HFEngine
 
 
@@ -30,7 +30,7 @@ def main() -> None:
 
     from grpo_bench.plugins.engines.vllm_engine import VLLMEngine
 
-    bench = GSM8K()
+    bench = default_registry().get("benchmarks", "gsm8k")
     model, tok = load_policy(DEFAULT_MODEL, "bfloat16")
     ids = [prompt_token_ids(tok, bench, p) for p in bench.problems("test", args.problems)]
     sampling = SamplingConfig(args.max_new_tokens, 0.0, 1, 0, batch_size=64)

@@ -23,7 +23,7 @@ import time
 
 from grpo_bench.benchmark import reward_columns
 from grpo_bench.plugins.benchmarks.code_data import MBPP
-from grpo_bench.plugins.benchmarks.math_data import GSM8K
+from grpo_bench.registry import default_registry
 from grpo_bench.plugins.rewards.code_tests import code_tests
 from grpo_bench.plugins.rewards.math_answer import math_verify
 from grpo_bench.provenance import cpu_model
@@ -31,7 +31,7 @@ from grpo_bench.scoring import RewardScorer
 
 
 def math_batch(n: int = 200):
-    golds = [p.answer for p in GSM8K().problems("test", n)]
+    golds = [p.answer for p in default_registry().get("benchmarks", "gsm8k").problems("test", n)]
     completions = [(f"So the answer is \\boxed{{{g}}}." if i % 4 == 0 else f"Thus.\n#### {g}") if i % 2 == 0
                    else f"So the answer is \\boxed{{{int(float(g)) + 1}}}." for i, g in enumerate(golds)]
     return completions, {"answer": golds}

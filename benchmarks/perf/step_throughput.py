@@ -43,7 +43,7 @@ def dense_reward(prompts, completions, **columns):
 
 def load_model(model_arg: str | None, random_weights: bool):
     import torch
-    from grpo_bench.execute.session import pick_device
+    from grpo_bench.models import pick_device
     from grpo_bench.models import DEFAULT_MODEL, load_policy
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

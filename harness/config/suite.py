@@ -426,12 +426,10 @@ def resolve_auto(key: str, value: bool | str, device: str, err, ratio_numerics: 
         return value
     elif value != "auto":
         raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
-    import torch
-
+    from ..models import pick_device
     from ..provenance import bf16_support, fused_adamw_support, glibc
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device(device)
     if key == "attention":
         return "eager" if device == "cpu" else "sdpa"
     if key == "keep_freed_memory":

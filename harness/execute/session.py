@@ -20,7 +20,7 @@ from ..benchmark import benchmark_at
 from ..config.schema import EvalConfig, Suite, TrainConfig
 from ..evaluation import evaluate
 from ..io import atomic_write_json, write_jsonl
-from ..models import eos_ids, load_policy
+from ..models import eos_ids, load_policy, pick_device
 from ..registry import Registry
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
@@ -29,12 +29,6 @@ from .locks import LOCK_NAME, run_lock
 from .trackers import Trackers
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 class Session:

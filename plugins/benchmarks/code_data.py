@@ -1,10 +1,11 @@
-"""HumanEval and MBPP from the copies bundled under ``harness/data`` (package data ``grpo_bench/data``) (see its README).
+"""MBPP from the copy bundled under ``harness/data`` (package data ``grpo_bench/data``) (see its README),
+checked against its ``SHA256SUMS``. HumanEval is a declaration (``datasets/humaneval.toml``); MBPP stays code
+because its splits are task-id ranges, its question joins a list of asserts, and its entry point is found by
+parsing the reference solution (:func:`mbpp_entry_point`).
 
-Both are graded by the ``code_tests`` reward; every problem carries the same reward columns:
-``tests`` (assert code), ``entry_point`` (HumanEval: the function ``check`` is called with; MBPP:
-the function the tests call, see :func:`mbpp_entry_point`),
-``setup_code`` (MBPP's ``test_setup_code``, run after the program) and ``program_prefix``
-(HumanEval's prompt, run before the program so that its imports and helper functions exist).
+Graded by the ``code_tests`` reward; every problem carries the reward columns
+``tests`` (assert code), ``entry_point`` (the function the tests call, see :func:`mbpp_entry_point`),
+``setup_code`` (MBPP's ``test_setup_code``, run after the program) and ``program_prefix`` ("").
 The ``answer`` column is the reference solution (not used for grading).
 
 MBPP splits are the authors' task-id ranges: prompt 1-10 (few-shot), test 11-510,
@@ -19,46 +20,14 @@ from __future__ import annotations
 import ast
 import warnings
 
-from grpo_bench import hookimpl, sandbox
-from grpo_bench.benchmark import Benchmark, Problem, read_bundled
-
-
-def code_sandbox() -> dict:
-    """The code sandbox in force, recorded in every result of these benchmarks (see docs/sandbox.md)."""
-    try:
-        return sandbox.describe()
-    except sandbox.SandboxUnavailable as exc:
-        return {"mode": "unavailable", "reason": str(exc)}
-
-
-class _CodeBenchmark(Benchmark):
-    def describe(self):
-        return super().describe() | {"code_sandbox": code_sandbox()}
+from grpo_bench import hookimpl
+from grpo_bench.benchmark import Benchmark, Problem, code_sandbox, read_bundled
 
 
 CODE_BLOCK = "Write the complete solution in a single ```python code block."
 
 
-class HumanEval(_CodeBenchmark):
-    name = "humaneval"
-    splits = ("test",)
-    description = "HumanEval (Chen et al. 2021): 164 hand-written Python functions with unit tests."
-    source = "openai/human-eval @ 6d43fb9, data/HumanEval.jsonl.gz"
-    license = "MIT"
-    eval_reward = "code_tests"
-    prompt_template = ("Complete the following Python function. Reply with the whole function (signature, "
-                       "body and any imports it needs). " + CODE_BLOCK + "\n\n```python\n{question}```")
-
-    def load_split(self, split):
-        return [
-            Problem(row["task_id"], self.render(row["prompt"]), row["prompt"] + row["canonical_solution"],
-                    {"tests": row["test"], "entry_point": row["entry_point"], "setup_code": "",
-                     "program_prefix": row["prompt"]})
-            for row in read_bundled("humaneval/HumanEval.jsonl.gz")
-        ]
-
-
-class MBPP(_CodeBenchmark):
+class MBPP(Benchmark):
     name = "mbpp"
     splits = ("train", "validation", "test", "prompt")
     description = "MBPP (Austin et al. 2021): 974 entry-level Python tasks, three asserts each."
@@ -82,6 +51,9 @@ class MBPP(_CodeBenchmark):
                                 "program_prefix": ""}))
         return out
 
+    def describe(self):
+        return super().describe() | {"code_sandbox": code_sandbox()}
+
 
 def mbpp_entry_point(reference: str, tests: str) -> str:
     """The first function the tests call that the reference solution defines ("" if none).
@@ -101,4 +73,4 @@ def mbpp_entry_point(reference: str, tests: str) -> str:
 
 @hookimpl
 def grpo_bench_benchmarks():
-    return {"humaneval": HumanEval(), "mbpp": MBPP()}
+    return {"mbpp": MBPP()}
