@@ -223,3 +223,28 @@ def test_leaderboard_movement_flags_runs_below_ten_times_their_floor(tmp_path):
     assert rows[("grpo_no_is", 0)]["clears"] is None and rows[("old", 0)]["clears"] is None
     text = "\n".join(movement_lines(list(rows.values())))
     assert "| grpo/seed1 | 0.06 | 0.06 | 1.0 ⚠ |" in text and "1 of 4 runs below 10x" in text
+
+
+def test_published_numerics_table_and_the_v2_runs_below_the_bf16_floor():
+    """results/numerics/README.md: its table is the JSON's, only fp32 clears 10x at lr 1e-6, and every
+    ratio-based v2 run's median movement is below 10x the bf16-autocast floor measured there."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    data = json.loads((root / "results/numerics/ratio_noise.json").read_text())
+    text = (root / "results/numerics/README.md").read_text()
+    floor = {s: rows[0]["noise_floor_k3_seq"] for s, rows in data["lr_1e-6"].items()}
+    moved = {s: rows[0]["kl_old_k3_seq"] for s, rows in data["lr_1e-6"].items()}
+    for side in floor:
+        assert f"| {side} | {floor[side]:.2e} | {moved[side]:.2e} | {moved[side] / floor[side]:.1f} |" in text
+    assert [s for s in floor if moved[s] >= 10 * floor[s]] == ["fp32"]
+    bf16_floor = floor["bf16-autocast"]
+    medians = []
+    for variant in ("grpo", "tic_grpo", "gspo", "dr_grpo", "grpo_lr_tenth"):
+        for f in sorted((root / "results/arith-paper-variants-v2/runs" / variant).glob("seed*/metrics.jsonl")):
+            rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+            medians.append(statistics.median(r["kl_old_k3_seq"] for r in rows if r.get("kl_old_k3_seq") is not None))
+    assert len(medians) == 25 and max(medians) < 10 * bf16_floor
+    assert f"{min(medians):.3f}-{max(medians):.3f}" in text and f"{bf16_floor:.3f}" in text
