@@ -21,6 +21,13 @@ is called with keyword arguments only, on a batch of samples::
 Return one float per sample, or ``None`` where the reward does not apply. Accept ``**kwargs`` so
 new columns do not break you.
 
+``async def`` rewards are awaited; the ``async def`` rewards of a suite are awaited concurrently on
+each batch (``asyncio.gather`` in the worker, as TRL does), each with the same per-sample limit and
+error handling as a plain reward, and plain and ``async def`` rewards mix freely. An async reward
+that blocks its event loop (``time.sleep`` instead of ``await asyncio.sleep``) holds up the others
+awaited with it until the worker's limit stops the call; they are then called again one sample at a
+time.
+
 Worked example::
 
     def ends_politely(prompts, completions, **kwargs):

@@ -1,5 +1,6 @@
 """Module-level reward functions for tests (picklable, so they run in the harness's worker processes)."""
 
+import asyncio
 import os
 import time
 
@@ -81,3 +82,38 @@ def exits_on_x(prompts, completions, **kwargs):
     if any("x" in c for c in completions):
         os._exit(3)
     return [1.0 for _ in completions]
+
+
+# ---- async rewards (TRL awaits `async def` rewards; several on one batch run concurrently) ----
+async def async_length(prompts, completions, **kwargs):
+    await asyncio.sleep(0.01)
+    return [float(len(c)) for c in completions]
+
+
+async def async_sleep_a(prompts, completions, **kwargs):
+    await asyncio.sleep(1.5)
+    return [1.0 for _ in completions]
+
+
+async def async_sleep_b(prompts, completions, **kwargs):
+    await asyncio.sleep(1.5)
+    return [2.0 for _ in completions]
+
+
+async def async_hangs_on_slow(prompts, completions, **kwargs):
+    if any("slow" in c for c in completions):
+        await asyncio.sleep(60)
+    return [0.25 for _ in completions]
+
+
+async def async_raises_on_x(prompts, completions, **kwargs):
+    await asyncio.sleep(0)
+    if any("x" in c for c in completions):
+        raise RuntimeError("async boom on x")
+    return [1.0 for _ in completions]
+
+
+async def async_blocks_on_slow(prompts, completions, **kwargs):
+    if any("slow" in c for c in completions):
+        time.sleep(60)  # blocks the event loop: only the worker's own limit can end it
+    return [0.5 for _ in completions]
