@@ -79,3 +79,97 @@ def test_a_single_async_reward_and_an_inline_async_lambda_are_awaited():
         assert scorer.score(["p"] * 2, ["yes", "no"], {}).values["local"] == [1.0, 0.0]
     finally:
         scorer.close()
+
+
+# ---- log_metric / log_extra in the scorer ----
+def test_log_metric_and_log_extra_reach_the_score_result():
+    scorer = _scorer({"kw": rf.logs_through_kwargs}, workers=2)
+    try:
+        res = scorer.score(["p"] * 3, ["a", "b", "c"], {})
+    finally:
+        scorer.close()
+    assert res.metrics == {"from_kwargs": [2.0, 2.0]}  # one value per call: two chunks (two workers)
+    assert res.extra == {"kw_column": ["k", "k", "k"]}
+    scorer = _scorer({"bad": rf.log_extra_wrong_length}, workers=1)
+    try:
+        res = scorer.score(["p"] * 3, ["a", "b", "c"], {})
+    finally:
+        scorer.close()
+    assert res.extra == {}
+    assert res.counts["bad"]["error"] == 3  # a column of the wrong length is an error, never a shifted column
+    assert "2 values for a call on 1 samples" in res.problems[0]["message"]
+
+
+# ---- trainer: trainer_state, log_metric in the metrics row, samples.jsonl ----
+def _train(tmp_path, rewards, steps=2, **cfg):
+    from grpo_bench.config import TrainConfig
+    from grpo_bench.io import read_jsonl
+    from grpo_bench.models import eos_ids, load_policy
+    from grpo_bench.plugins.algorithms.grpo import GRPO
+    from grpo_bench.plugins.benchmarks.arith import Arith
+    from grpo_bench.plugins.engines.hf import HFEngine
+    from grpo_bench.training import Trainer
+
+    model, tok = load_policy("tiny-random")
+    bench = Arith("arith", (1,))
+    scorer = RewardScorer(rewards, timeout_s=30)
+    config = TrainConfig(**({"steps": steps, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 8,
+                             "learning_rate": 1e-3, "mu": 1, "checkpoint_every": 1, "bf16_autocast": False,
+                             "bf16_weights": False} | cfg))
+    seen = []
+    trainer = Trainer(model, tok, HFEngine(model, tok, eos_ids(model, tok)), GRPO(), scorer, bench,
+                      bench.problems("train", 50), config, seed=0, run_dir=tmp_path, on_step=seen.append)
+    try:
+        rows = trainer.train()
+    finally:
+        scorer.close()
+    return rows, seen, read_jsonl(tmp_path / "samples.jsonl")
+
+
+def test_trainer_passes_state_logs_metrics_and_records_every_sample(tmp_path):
+    import statistics
+
+    from grpo_bench.execute.trackers import numeric
+
+    rows, seen, samples = _train(tmp_path, {"digits": rf.logs_and_state, "kw": rf.logs_through_kwargs})
+    assert [r["step"] for r in samples] == [0] * 8 + [1] * 8
+    for row in rows:
+        step_samples = [r for r in samples if r["step"] == row["step"]]
+        # log_metric: the step's value is the mean the reward computed over the batch it was called on
+        assert row["completion_chars_mean"] == sum(len(r["completion"]) for r in step_samples) / 8
+        assert row["from_kwargs"] == 2.0
+        assert row["log_metric/loss"] == 5.0 and row["loss"] != 5.0  # a built-in column is never replaced
+        assert numeric(row)["completion_chars_mean"] == row["completion_chars_mean"]  # what every tracker logs
+        assert [r["prompt_id"] for r in step_samples] == [pid for pid in row["problem_ids"] for _ in range(4)]
+        for r in step_samples:
+            text = r["completion"]
+            assert r["rewards"]["digits"] == sum(ch.isdigit() for ch in text) / max(1, len(text))
+            assert r["rewards"]["kw"] == 0.0 and r["total"] == r["rewards"]["digits"]
+            assert r["extra"]["first_char"] == text[:1] and r["extra"]["kw_column"] == "k"
+            # TrainerState: global_step, max_steps, epoch (2 prompts of 50 a step), samples a step,
+            # epochs the run covers, save_steps (checkpoint_every), logging_steps
+            assert r["extra"]["state"] == [row["step"], 2, row["step"] * 2 / 50, 8, 1, 1, 1]
+        for g in range(2):  # GRPO's advantage (r - mean) / (sample std + 1e-4), worked independently
+            group = step_samples[4 * g:4 * g + 4]
+            totals = [r["total"] for r in group]
+            mean, sd = statistics.mean(totals), statistics.stdev(totals)
+            for r in group:
+                assert abs(r["advantage"] - (r["total"] - mean) / (sd + 1e-4)) < 1e-4
+    assert seen == rows
+    assert any(r["advantage"] != 0 for r in samples)
+
+
+def test_samples_file_cap_and_resume(tmp_path):
+    from grpo_bench.io import read_jsonl, write_jsonl
+    from grpo_bench.training.records import SampleLog
+
+    log = SampleLog(tmp_path, steps=10, max_steps=3)  # every ceil(10/3) = 4th step
+    assert [s for s in range(10) if log.due(s)] == [0, 4, 8]
+    assert not any(SampleLog(tmp_path, 10, 0).due(s) for s in range(10))
+    write_jsonl(log.path, [{"step": s} for s in (0, 4, 8)])
+    log.start(5)  # resumed from the checkpoint after 5 steps: the rows of steps >= 5 will be written again
+    assert read_jsonl(log.path) == [{"step": 0}, {"step": 4}]
+    log.start(0)
+    assert not log.path.exists()
+    _, _, samples = _train(tmp_path / "run", {"digits": rf.digit_share}, steps=3, samples_max_steps=2)
+    assert sorted({r["step"] for r in samples}) == [0, 2] and "extra" not in samples[0]

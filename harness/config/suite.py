@@ -43,7 +43,7 @@ class SuiteError(UserError):
 #: published folder can grow with runs of newer code; at any other value the key counts as usual.
 LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch_tokens": 0,
                        "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa",
-                       "keep_freed_memory": False}
+                       "keep_freed_memory": False, "samples_max_steps": 200}
 
 
 def without_legacy_values(train: dict) -> dict:
@@ -351,6 +351,7 @@ def check_train(train: TrainSection, err, where: str) -> None:
     at_least(("group_size",), 2, "advantages are normalised within a group")
     at_least(("checkpoint_every",), 0, "0: only at the end")
     at_least(("micro_batch_tokens",), 0, "0: rows only")
+    at_least(("samples_max_steps",), 0, "0: no samples.jsonl")
     for key in ("max_new_tokens", "max_prompt_tokens"):
         if getattr(train, key) > MAX_TOKENS:
             raise err(f"{where}.{key}", f"must be <= {MAX_TOKENS} (longer than any model's context), got {getattr(train, key)}")

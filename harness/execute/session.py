@@ -85,7 +85,7 @@ def run_evals(session: Session, run_dir: Path, seed: int, steps: int = 0) -> dic
         bench = session.registry.get("benchmarks", target.name)
         scorer = session.scorer([bench.eval_reward])
         summary, records = evaluate(session.engine, session.tokenizer, bench, target.split, target.limit or None,
-                                    scorer, eval_config(session.suite, seed), TrainerState(steps, steps))
+                                    scorer, eval_config(session.suite, seed), TrainerState(global_step=steps, max_steps=steps))
         write_jsonl(run_dir / "eval" / f"{key}.records.jsonl", records)
         atomic_write_json(summary_path, summary)
         log.info("%s %s: pass@1 = %.3f (n = %d)", run_dir.name, key, summary["pass@1"], summary["n"])
