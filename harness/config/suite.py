@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..registry import Registry
+from ..scoring.reward_model import is_model_name
 from .schema import (
     TRACKERS,
     EvalSection,
@@ -239,7 +240,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     if not train.rewards:
         raise err("train.rewards", "at least one reward is needed")
     for i, name in enumerate(train.rewards):
-        _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
+        if name in registry.names("rewards") or not is_model_name(name):  # else a reward model (checked at planning)
+            _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
     for name, weight in train.reward_weights.items():
         key = f"train.reward_weights.{name}"
         if name not in train.rewards:

@@ -120,6 +120,11 @@ def resolve_inputs(suite: Suite, registry: Registry) -> None:
     from ..hub import check_dataset, check_model
 
     check_model(suite.suite.model)
+    from ..scoring.reward_model import check_reward_model, is_model_name
+
+    for name in suite.train.rewards:
+        if name not in registry.names("rewards") and is_model_name(name):
+            check_reward_model(name)
     for name in [suite.train.benchmark, *(t.name for t in suite.eval.benchmarks)]:
         bench = registry.get("benchmarks", name)
         bench.use_data(suite.suite.data)

@@ -23,6 +23,7 @@ from ..models import eos_ids, load_policy
 from ..registry import Registry
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
+from ..scoring.reward_model import resolve_rewards
 from ..training import Trainer
 from .locks import LOCK_NAME, run_lock
 from .trackers import Trackers
@@ -53,7 +54,8 @@ class Session:
         key = repr((names, sorted((weights or {}).items())))
         if key not in self._scorers:
             tr = self.suite.train
-            self._scorers[key] = RewardScorer({n: self.registry.get("rewards", n) for n in names}, weights,
+            rewards = resolve_rewards(self.registry, names, self.device, self.suite.suite.dtype)
+            self._scorers[key] = RewardScorer(rewards, weights,
                                               timeout_s=tr.reward_timeout_s, workers=tr.reward_workers)
         return self._scorers[key]
 
