@@ -173,3 +173,17 @@ def test_samples_file_cap_and_resume(tmp_path):
     assert not log.path.exists()
     _, _, samples = _train(tmp_path / "run", {"digits": rf.digit_share}, steps=3, samples_max_steps=2)
     assert sorted({r["step"] for r in samples}) == [0, 2] and "extra" not in samples[0]
+
+
+def test_html_report_links_the_samples_and_names_the_log_extra_columns(tmp_path):
+    from grpo_bench.io import write_jsonl
+    from grpo_bench.report.html import run_files
+
+    run = tmp_path / "runs" / "grpo" / "seed0"
+    write_jsonl(run / "samples.jsonl", [{"step": 0, "extra": {"judge": "ok", "first_char": "a"}}])
+    (run / "metrics.jsonl").write_text("")
+    assert run_files("runs/grpo/seed0", tmp_path, []) == [
+        ("metrics", "runs/grpo/seed0/metrics.jsonl"),
+        ("training samples (log_extra: first_char, judge)", "runs/grpo/seed0/samples.jsonl")]
+    write_jsonl(run / "samples.jsonl", [{"step": 0}])
+    assert ("training samples", "runs/grpo/seed0/samples.jsonl") in run_files("runs/grpo/seed0", tmp_path, [])
