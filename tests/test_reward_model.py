@@ -118,3 +118,24 @@ def test_training_with_a_reward_model_records_its_scores(rm_path, tmp_path):
     prompts = {p.id: p.prompt for p in Arith("arith", (1,)).problems("train", 50)}
     for r in samples[:3]:
         assert r["rewards"]["rm"] == pytest.approx(reference(rm_path, prompts[r["prompt_id"]] + r["completion"]), abs=1e-4)
+
+
+def test_a_suite_trains_with_a_reward_model_folder(rm_path, tmp_path):
+    """The whole pipeline (plan, session on the run's device, trainer, records, report) with a model reward."""
+    from grpo_bench.io import read_jsonl
+
+    suite = tmp_path / "rm.toml"
+    suite.write_text(SUITE.replace('"REWARD"]', f'"{rm_path}"]\nreward_weights = {{ "{rm_path}" = 0.5 }}\n'
+                                   "prompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 6")
+                     .replace("limit = 2 }]", "limit = 2 }]\nmax_new_tokens = 6"))
+    assert main(["run", str(suite), "--results-dir", str(tmp_path / "r")]) == 0
+    run = tmp_path / "r" / "rm" / "runs" / "grpo" / "seed0"
+    samples = read_jsonl(run / "samples.jsonl")
+    prompts = {p.id: p.prompt for p in default_registry().get("benchmarks", "arith").problems("train")}
+    assert len(samples) == 4
+    for r in samples:
+        rm_value = reference(rm_path, prompts[r["prompt_id"]] + r["completion"])
+        assert r["rewards"][str(rm_path)] == pytest.approx(rm_value, abs=1e-4)
+        assert r["total"] == pytest.approx(0.5 * rm_value + (r["rewards"]["math_verify"] or 0.0), abs=1e-4)
+    assert read_jsonl(run / "metrics.jsonl")[0][f"reward_error/{rm_path}"] == 0
+    assert 'href="runs/grpo/seed0/samples.jsonl"' in (tmp_path / "r" / "rm" / "leaderboard.html").read_text()
