@@ -187,3 +187,19 @@ def test_html_report_links_the_samples_and_names_the_log_extra_columns(tmp_path)
         ("training samples (log_extra: first_char, judge)", "runs/grpo/seed0/samples.jsonl")]
     write_jsonl(run / "samples.jsonl", [{"step": 0}])
     assert ("training samples", "runs/grpo/seed0/samples.jsonl") in run_files("runs/grpo/seed0", tmp_path, [])
+
+
+def test_samples_under_dynamic_sampling_are_the_trained_groups_of_every_draw(tmp_path):
+    """With refill, a step's samples are the kept groups (from draws 0..k), each with its own draw's reward."""
+    rows, _, samples = _train(tmp_path, {"odd": rf.odd_prompts_only}, steps=2, dynamic_sampling="refill",
+                              max_draws=4)
+    from grpo_bench.plugins.benchmarks.arith import Arith
+
+    prompts = {p.id: p.prompt for p in Arith("arith", (1,)).problems("train", 50)}
+    assert any(r["ds_draws"] > 1 for r in rows)
+    for row in rows:
+        step_samples = [r for r in samples if r["step"] == row["step"]]
+        assert [r["prompt_id"] for r in step_samples] == [i for i in row["trained_problem_ids"] for _ in range(4)]
+        for r in step_samples:  # the fixture's formula, recomputed from the recorded prompt and completion
+            want = float(len(r["completion"]) % 2) if len(prompts[r["prompt_id"]]) % 2 else 0.0
+            assert r["rewards"]["odd"] == want == r["total"]
