@@ -105,9 +105,11 @@ class RewardScorer:
     def score(self, prompts: list, completions: list, columns: dict[str, list] | None = None,
               completion_ids: list[list[int]] | None = None, trainer_state: Any = None) -> ScoreResult:
         """Score a batch. Each reward is called as TRL calls it: ``fn(prompts=, completions=,
-        completion_ids=, trainer_state=, **columns)``; the batch is split into one chunk per worker,
-        each chunk limited to ``timeout_s`` per sample; a chunk that raises, hangs or returns a
-        malformed list is retried one sample at a time to find which samples fail."""
+        completion_ids=, trainer_state=, log_metric=, log_extra=, **columns)``; the batch is split into
+        one chunk per worker, each chunk limited to ``timeout_s`` per sample; a chunk that raises, hangs
+        or returns a malformed list is retried one sample at a time to find which samples fail.
+        ``async def`` rewards are awaited, together on each chunk when there are several; a reward with
+        ``in_process = True`` (a reward model) is called here, without a time limit."""
         columns = columns or {}
         n = len(completions)
         kwargs = {"prompts": list(prompts), "completions": list(completions),
