@@ -83,14 +83,20 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 
 def append_jsonl(path: str | Path, row: dict) -> None:
     """Append one line; on a full disk the partial line is cut off again (the file keeps whole rows)."""
+    append_jsonl_rows(path, [row])
+
+
+def append_jsonl_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append rows in one write; on a failure (a full disk) the file is cut back to its previous size,
+    so it holds all of them or none."""
     path = Path(path)
-    line = dumps(row) + "\n"
+    text = "".join(dumps(row) + "\n" for row in rows)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
             size = fh.tell()
             try:
-                fh.write(line)
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             except OSError:

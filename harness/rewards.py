@@ -14,12 +14,32 @@ is called with keyword arguments only, on a batch of samples::
   ``{"role", "content"}`` messages) and each completion is ``[{"role": "assistant", "content": text}]``
   (TRL's rule: conversational prompts give conversational completions).
 - ``completion_ids``: the sampled token ids of each completion (EOS included when generated).
-- ``trainer_state``: a :class:`TrainerState` (``global_step``, ``max_steps``, ``epoch``), shared by the batch.
+- ``trainer_state``: a ``transformers.TrainerState``, shared by the batch, with the fields TRL's
+  trainer fills: ``global_step`` (steps done before this batch), ``max_steps`` (``train.steps``),
+  ``epoch`` (prompts drawn so far / training prompts, fractional), ``num_train_epochs`` (epochs the
+  run covers, rounded up), ``train_batch_size`` (samples per step: prompts x G), ``logging_steps``
+  (1: every step is logged), ``save_steps`` (``train.checkpoint_every``), ``eval_steps``
+  (``eval.every``; 0: none during training), ``is_world_process_zero`` = True. ``log_history`` is
+  empty (the logged rows are in the run's ``metrics.jsonl``). In evaluation ``global_step`` =
+  ``max_steps`` = the steps the model was trained for (0 for the base model).
+- ``log_metric(name, value)``: a finite number for the step's metrics row (the mean over the step's
+  calls, under ``name``; under ``log_metric/<name>`` where ``name`` is a built-in column), hence
+  every tracker of ``report_to``.
+- ``log_extra(column, values)``: one value per sample of the call, a column of the run's
+  per-sample records (``samples.jsonl``). A wrong type or length makes the call an error. What a
+  call that fails logged is dropped (its samples are called again and log again).
 - every dataset column by name, one value per sample; the reference answer is in ``answer``,
   ``solution`` and ``ground_truth`` (the names TRL and verl recipes use).
 
 Return one float per sample, or ``None`` where the reward does not apply. Accept ``**kwargs`` so
 new columns do not break you.
+
+``async def`` rewards are awaited; the ``async def`` rewards of a suite are awaited concurrently on
+each batch (``asyncio.gather`` in the worker, as TRL does), each with the same per-sample limit and
+error handling as a plain reward, and plain and ``async def`` rewards mix freely. An async reward
+that blocks its event loop (``time.sleep`` instead of ``await asyncio.sleep``) holds up the others
+awaited with it until the worker's limit stops the call; they are then called again one sample at a
+time.
 
 Worked example::
 
@@ -41,24 +61,19 @@ with no value at all scores 0.0 (documented option ``missing_total``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 STATUSES = ("ok", "none", "error", "timeout")
 
 
-@dataclass(frozen=True)
-class TrainerState:
-    """What ``trainer_state=`` holds (attribute names as in transformers' ``TrainerState``).
+def __getattr__(name: str) -> Any:
+    """``grpo_bench.rewards.TrainerState`` is transformers' own class, imported on first use (so the
+    reward workers, which import this module, start without importing transformers)."""
+    if name == "TrainerState":
+        from transformers import TrainerState
 
-    ``global_step``: optimizer steps done before this batch (0 at the first step; in evaluation,
-    the steps the model was trained for); ``max_steps``: the run's ``train.steps`` (0 for the base
-    model); ``epoch``: prompts drawn so far / prompts in the training split (fractional).
-    """
-
-    global_step: int = 0
-    max_steps: int = 0
-    epoch: float = 0.0
+        return TrainerState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def completion_text(completion: Any) -> str:

@@ -85,3 +85,11 @@ def test_killed_run_resumes_from_checkpoint(tmp_path):
     s1 = json.loads((run / "summary.json").read_text())["eval"]["arith-test"]["pass@1"]
     s2 = json.loads((clean / "resume" / "runs" / "grpo" / "seed0" / "summary.json").read_text())["eval"]["arith-test"]["pass@1"]
     assert s1 == s2
+    # samples.jsonl: the steps after the checkpoint were dropped and written again, nothing twice, nothing lost
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    ref_samples = [json.loads(line) for line in
+                   (clean / "resume" / "runs" / "grpo" / "seed0" / "samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in samples] == [s for s in range(40) for _ in range(8)]
+    for a, b in zip(samples, ref_samples, strict=True):
+        assert a["advantage"] == pytest.approx(b["advantage"], abs=1e-6)
+        assert {k: v for k, v in a.items() if k != "advantage"} == {k: v for k, v in b.items() if k != "advantage"}

@@ -114,7 +114,7 @@ def test_every_link_resolves(results):
         assert not re.match(r"[a-z]+:", ref), f"not a relative link: {ref}"
         assert (results / ref).is_file(), ref
     run = "runs/tic_grpo/seed1"
-    for rel in ("config.json", "metrics.jsonl", "eval_curve.jsonl", "eval/arith-test.records.jsonl",
+    for rel in ("config.json", "metrics.jsonl", "samples.jsonl", "eval_curve.jsonl", "eval/arith-test.records.jsonl",
                 "eval/math500-test.records.jsonl"):
         assert f'href="{run}/{rel}"' in page, rel
     assert 'src="plots/train_curves.png"' in page and 'src="plots/eval_curves.png"' in page

@@ -48,7 +48,7 @@ def test_trl_examples_conversational_format():
 def test_completion_ids_and_trainer_state_arrive():
     bench = Arith("arith", (1,))
     problems = bench.problems("test", 2)
-    res = _score(trl.uses_state_and_ids, bench, problems, ["a", "bb"], [[1, 2, 3], [4]], TrainerState(7, 10, 0.5))
+    res = _score(trl.uses_state_and_ids, bench, problems, ["a", "bb"], [[1, 2, 3], [4]], TrainerState(global_step=7, max_steps=10, epoch=0.5))
     assert res.values["r"] == [7.03, 7.01]
 
 

@@ -100,6 +100,10 @@ class TrainConfig:
     # the run stops (one line, exit 2, resumable) when any reward errors or times out on more than this
     # share of a step's samples; 1.0 never stops, 0.0 stops at the first error
     max_reward_error_frac: float = 0.5
+    # samples.jsonl (every training sample's prompt id, completion, reward values, total, advantage and
+    # log_extra columns) records at most this many steps: every k-th step, k = ceil(steps / samples_max_steps)
+    # (0: no file). Changes no number.
+    samples_max_steps: int = 200
 
 
 @dataclass

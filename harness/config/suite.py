@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..registry import Registry
+from ..scoring.reward_model import is_model_name
 from .schema import (
     CLAIM_KINDS,
     TRACKERS,
@@ -47,7 +48,8 @@ LEGACY_TRAIN_VALUES = {"share_prompt": False, "adamw_fused": False, "micro_batch
                        "inert_row_stats": True, "lora": {}, "bf16_weights": False, "attention": "sdpa",
                        "keep_freed_memory": False, "noise_floor_every": 5, "noise_floor_eps": 1e-7,
                        "fp32_lm_head": False, "behaviour_logprobs": "trainer", "sampler_correction": "none",
-                       "sampler_correction_level": "token", "sampler_correction_cap": 2.0, "benchmark_version": 1}
+                       "sampler_correction_level": "token", "sampler_correction_cap": 2.0, "benchmark_version": 1,
+                       "samples_max_steps": 200}
 #: the same for each ``[eval] benchmarks`` target's keys
 LEGACY_TARGET_VALUES = {"version": 1}
 
@@ -255,7 +257,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     if not train.rewards:
         raise err("train.rewards", "at least one reward is needed")
     for i, name in enumerate(train.rewards):
-        _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
+        if name in registry.names("rewards") or not is_model_name(name):  # else a reward model (checked at planning)
+            _check_plugin(registry, "rewards", name, err, f"train.rewards[{i}]")
     for name, weight in train.reward_weights.items():
         key = f"train.reward_weights.{name}"
         if name not in train.rewards:
@@ -454,6 +457,7 @@ def check_train(train: TrainSection, err, where: str) -> None:
     at_least(("group_size",), 2, "advantages are normalised within a group")
     at_least(("checkpoint_every",), 0, "0: only at the end")
     at_least(("micro_batch_tokens",), 0, "0: rows only")
+    at_least(("samples_max_steps",), 0, "0: no samples.jsonl")
     for key in ("max_new_tokens", "max_prompt_tokens"):
         if getattr(train, key) > MAX_TOKENS:
             raise err(f"{where}.{key}", f"must be <= {MAX_TOKENS} (longer than any model's context), got {getattr(train, key)}")

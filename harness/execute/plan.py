@@ -124,6 +124,11 @@ def resolve_inputs(suite: Suite, registry: Registry) -> None:
     from ..hub import check_dataset, check_model
 
     check_model(suite.suite.model)
+    from ..scoring.reward_model import check_reward_model, is_model_name
+
+    for name in suite.train.rewards:
+        if name not in registry.names("rewards") and is_model_name(name):
+            check_reward_model(name)
     uses = [(suite.train.benchmark, suite.train.benchmark_version), *((t.name, t.version) for t in suite.eval.benchmarks)]
     for name, version in uses:
         bench = benchmark_at(registry, name, version)

@@ -24,6 +24,7 @@ from ..models import eos_ids, load_policy, pick_device
 from ..registry import Registry
 from ..rewards import TrainerState
 from ..scoring import RewardScorer
+from ..scoring.reward_model import resolve_rewards
 from ..training import Trainer
 from .locks import LOCK_NAME, run_lock
 from .trackers import Trackers
@@ -48,7 +49,8 @@ class Session:
         key = repr((names, sorted((weights or {}).items())))
         if key not in self._scorers:
             tr = self.suite.train
-            self._scorers[key] = RewardScorer({n: self.registry.get("rewards", n) for n in names}, weights,
+            rewards = resolve_rewards(self.registry, names, self.device, self.suite.suite.dtype)
+            self._scorers[key] = RewardScorer(rewards, weights,
                                               timeout_s=tr.reward_timeout_s, workers=tr.reward_workers)
         return self._scorers[key]
 
@@ -80,7 +82,7 @@ def run_evals(session: Session, run_dir: Path, seed: int, steps: int = 0) -> dic
         bench = benchmark_at(session.registry, target.name, target.version)
         scorer = session.scorer([bench.eval_reward])
         summary, records = evaluate(session.engine, session.tokenizer, bench, target.split, target.limit or None,
-                                    scorer, eval_config(session.suite, seed), TrainerState(steps, steps))
+                                    scorer, eval_config(session.suite, seed), TrainerState(global_step=steps, max_steps=steps))
         write_jsonl(run_dir / "eval" / f"{key}.records.jsonl", records)
         atomic_write_json(summary_path, summary)
         log.info("%s %s: pass@1 = %.3f (n = %d)", run_dir.name, key, summary["pass@1"], summary["n"])

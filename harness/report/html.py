@@ -100,14 +100,27 @@ def variant_diff(board: dict) -> tuple[list[str], list[list[str]]]:
 def run_files(run_path: str, root: Path | None, eval_keys: list[str]) -> list[tuple[str, str]]:
     """(label, href) of a run's files, relative to the page; with ``root``, only those that exist."""
     candidates = [("config", "config.json"), ("summary", "summary.json"), ("metrics", "metrics.jsonl"),
-                  ("eval curve", "eval_curve.jsonl")]
+                  ("training samples", "samples.jsonl"), ("eval curve", "eval_curve.jsonl")]
     candidates += [(f"{k} records", f"eval/{k}.records.jsonl") for k in eval_keys]
     out = []
     for label, rel in candidates:
         href = f"{run_path}/{rel}"
         if root is None or (root / href).is_file():
+            if rel == "samples.jsonl" and root is not None:
+                label += extra_columns_note(root / href)
             out.append((label, href))
     return out
+
+
+def extra_columns_note(samples: Path) -> str:
+    """`` (log_extra: a, b)`` when the per-sample records carry ``log_extra`` columns (read from the first row)."""
+    with open(samples, encoding="utf-8") as fh:
+        first = fh.readline()
+    try:
+        columns = sorted(json.loads(first).get("extra") or {})
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    return f" (log_extra: {', '.join(columns)})" if columns else ""
 
 
 def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:

@@ -40,18 +40,31 @@ class Outcome:
 
 Call = tuple[Callable, tuple, dict]
 
+#: How long a new worker may take to start and import its preloads before calls are sent to it anyway.
+STARTUP_LIMIT_S = 120.0
+
 
 class _Worker:
     """One worker subprocess and its end of a duplex pipe."""
 
-    def __init__(self):
+    def __init__(self, preload: tuple[str, ...] = ()):
         parent, child = Pipe(duplex=True)
         fd = child.fileno()
         self.proc = subprocess.Popen([sys.executable, "-m", "grpo_bench.scoring.worker", str(fd)],
                                      pass_fds=(fd,), stdin=subprocess.DEVNULL)
         child.close()
         self.conn = parent
-        self.conn.send_bytes(pickle.dumps(list(sys.path)))
+        self.conn.send_bytes(pickle.dumps((list(sys.path), list(preload))))
+        self.ready = False
+
+    def wait_ready(self, timeout_s: float = STARTUP_LIMIT_S) -> None:
+        """Wait for the worker's "ready" (its preloads imported); a worker that dies or hangs while
+        starting is left as it is: its first call then fails and it is replaced."""
+        try:
+            if self.conn.poll(timeout_s):
+                self.ready = self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            pass
 
     @property
     def exitcode(self) -> int | None:
@@ -77,14 +90,19 @@ class WorkerPool:
         self.size = workers
         self.timeout_s = timeout_s
         self._workers: list[_Worker] = []
+        #: modules every new worker imports before its first call (outside any call's time limit), e.g.
+        #: ``transformers.trainer_callback`` when calls carry a ``TrainerState``
+        self.preload: tuple[str, ...] = ()
 
     def _ensure(self) -> None:
         """Top the pool up, replacing workers that died since the last call (killed, ``os._exit``)."""
         for worker in [w for w in self._workers if w.proc.poll() is not None]:
             worker.kill()
             self._workers.remove(worker)
-        while len(self._workers) < self.size:
-            self._workers.append(_Worker())
+        new = [_Worker(self.preload) for _ in range(self.size - len(self._workers))]
+        for worker in new:  # started together, awaited one by one
+            worker.wait_ready()
+        self._workers += new
 
     def run(self, calls: list[Call], limits: list[float] | None = None) -> list[Outcome]:
         """One :class:`Outcome` per call; ``limits`` (seconds per call) default to ``timeout_s``."""
@@ -149,7 +167,9 @@ class WorkerPool:
 
     def _replace(self, dead: _Worker) -> None:
         self._workers.remove(dead)
-        self._workers.append(_Worker())
+        worker = _Worker(self.preload)
+        worker.wait_ready()
+        self._workers.append(worker)
 
     def close(self) -> None:
         for worker in self._workers:

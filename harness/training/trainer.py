@@ -25,12 +25,12 @@ from ..config.suite import AUTO_SWITCHES, algorithm_compares_ratios, resolve_aut
 from ..engine import RolloutEngine, SamplingConfig
 from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
-from ..rewards import TrainerState
 from ..scoring import RewardScorer
 from .allocator import keep_freed_memory
 from .noise_floor import measure_noise_floor
 from .policy import completion_logprobs, make_micro_batches
 from .precision import MasterWeights, fp32_lm_head
+from .records import SampleLog, logged_metrics, merge_metrics, sample_records, trainer_state
 from .sampler_gap import correction_weight, engine_logprobs, log_weight, needs_engine_logprobs
 
 
@@ -105,6 +105,8 @@ class Rollout:
     gen_s: float = 0.0
     score_s: float = 0.0
     generated_tokens: int = 0
+    records: list = field(default_factory=list)  # per row of flat: each reward's value, log_extra values
+    metric_values: dict = field(default_factory=dict)  # log_metric name -> values, over all draws
 
 
 class Trainer:
@@ -150,6 +152,7 @@ class Trainer:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.eval_curve_path = self.run_dir / "eval_curve.jsonl"
         self.ckpt_dir = self.run_dir / "checkpoint"
+        self.samples = SampleLog(self.run_dir, cfg.steps, cfg.samples_max_steps)
         self.start_step = 0
         self.elapsed_before = 0.0
         self.eval_s = 0.0
@@ -173,6 +176,7 @@ class Trainer:
             self.metrics_path.unlink(missing_ok=True)
             errors_path.unlink(missing_ok=True)  # rows of steps that will run again (a stopped run)
             self.eval_curve_path.unlink(missing_ok=True)
+            self.samples.start(0)
             return 0
         state = torch.load(state_file, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
@@ -183,6 +187,7 @@ class Trainer:
         self.start_step = int(state["step"])
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
         write_jsonl(self.metrics_path, [r for r in read_jsonl(self.metrics_path) if r["step"] < self.start_step])
+        self.samples.start(self.start_step)
         if errors_path.exists():
             write_jsonl(errors_path, [r for r in read_jsonl(errors_path) if r["step"] < self.start_step])
         # evaluations after k steps ran before the checkpoint at k was written: keep those up to it
@@ -214,8 +219,7 @@ class Trainer:
             t1 = time.perf_counter()
             flat = [(p, c) for p, group in zip(problems, groups) for c in group]
             fp = [p for p, _ in flat]
-            state = TrainerState(global_step=step, max_steps=cfg.steps,
-                                 epoch=step * cfg.prompts_per_step / len(self.problems))
+            state = trainer_state(cfg, step, len(self.problems), self.eval_every)
             scored = self.scorer.score(self.benchmark.reward_prompts(fp),
                                        self.benchmark.reward_completions([c.text for _, c in flat]),
                                        reward_columns(fp), [list(c.token_ids) for _, c in flat], state)
@@ -225,6 +229,8 @@ class Trainer:
             if scored.problems:
                 append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "draw": draw, "problems": scored.problems})
             check_reward_failures(scored, step, cfg.max_reward_error_frac)
+            merge_metrics(ro.metric_values, scored.metrics)
+            records = sample_records(scored)
             shaping = overlong_shaping([len(c.token_ids) for _, c in flat], cfg)
             totals = (torch.tensor(scored.totals, dtype=torch.float64) + torch.tensor(shaping, dtype=torch.float64))
             totals = totals.view(len(problems), G)
@@ -235,15 +241,16 @@ class Trainer:
                 if cfg.dynamic_sampling != "off" and bool((totals[j] == totals[j, 0]).all()):
                     ro.groups_dropped += 1
                     continue
-                kept.append((p, groups[j], totals[j]))
+                kept.append((p, groups[j], totals[j], records[j * G:(j + 1) * G]))
             ro.draws = draw + 1
             if len(kept) >= cfg.prompts_per_step:
                 break
         ro.groups_surplus = max(0, len(kept) - cfg.prompts_per_step)
         kept = kept[:cfg.prompts_per_step]
-        ro.problems = [p for p, _, _ in kept]
-        ro.flat = [(p, c) for p, group, _ in kept for c in group]
-        ro.rewards = torch.stack([t for _, _, t in kept]) if kept else torch.zeros(0, G, dtype=torch.float64)
+        ro.problems = [p for p, *_ in kept]
+        ro.flat = [(p, c) for p, group, *_ in kept for c in group]
+        ro.records = [r for *_, group_records in kept for r in group_records]
+        ro.rewards = torch.stack([k[2] for k in kept]) if kept else torch.zeros(0, G, dtype=torch.float64)
         ro.shaping = overlong_shaping([len(c.token_ids) for _, c in ro.flat], cfg)
         return ro
 
@@ -441,6 +448,8 @@ class Trainer:
                 row[f"reward_{status}/{name}"] = counts[status]
         row.update(entropy_stats.result())
         row.update(stats.result())
+        row.update(logged_metrics(row, ro.metric_values))
+        self.samples.write(step, flat, ro.records, ro.rewards.reshape(-1).tolist(), advantages.tolist())
         return row
 
     def maybe_measure_noise_floor(self, step: int, mb) -> None:
