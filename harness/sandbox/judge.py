@@ -398,13 +398,19 @@ def start_sandbox(job):
 
 
 def main():
+    """Prepare (confine, start the sandbox, report its init), wait for the program, judge it.
+
+    The harness may start this process ahead of need (:func:`.runner.run_batch`): everything up to
+    the wait needs only the first line of stdin (the job without the program); the program arrives on
+    the second line, and the wall-clock deadline starts then. The sandbox is this sample's alone.
+    """
     import json
     import os
     import sys
     import time
 
-    start = time.monotonic()
-    job = json.loads(sys.stdin.buffer.read())
+    stdin = sys.stdin.buffer
+    job = json.loads(stdin.readline())
     _confine(job)
     out = os.dup(1)
     os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
@@ -416,13 +422,21 @@ def main():
                                     job["verdict_bytes"]))
         return
     output = Output(proc.stderr.fileno(), job["limits"]["output_bytes"])
-    channel = Channel(proc, start + job["limits"]["wall_s"], job["limits"]["wall_s"])
+    wall_s = job["limits"]["wall_s"]
+    channel = Channel(proc, time.monotonic() + wall_s, wall_s)
     status, reason = "passed", ""
     try:
         try:
-            channel.arm()
-            if info_fd is not None:  # before the program is sent: nothing in the sandbox has run yet
+            if info_fd is not None:  # before the program exists: nothing in the sandbox has run yet
+                channel.arm()
                 report_sandbox_init(channel, info_fd, out)
+                channel.disarm()
+            line = stdin.readline()  # blocks while a started-ahead judge waits for its sample
+            if not line:
+                channel.fault("no program was sent", "error")
+            job.update(json.loads(line))
+            channel.deadline = time.monotonic() + wall_s
+            channel.arm()
             run_tests(channel, job, trusted, remote_names, job["entry_point"])
         finally:
             channel.disarm()
@@ -441,6 +455,19 @@ def main():
     proc.wait()
     output.thread.join(1.0)
     write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
+
+
+def finish():
+    """Exit 0 at once after the verdict (no interpreter finalization: the verdict is already written)."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
 
 
 def sandbox_fds(job):
@@ -517,3 +544,4 @@ def run_tests(channel, job, trusted, remote_names, entry):
 
 if __name__ == "__main__":
     main()
+    finish()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import marshal
 import math
 import os
 import re
@@ -62,6 +63,7 @@ UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid n
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
+AHEAD = 2  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
 
 
 def _source(*names: str) -> str:
@@ -220,50 +222,164 @@ def _judge_rlimits(limits: Limits) -> list[tuple[int, int]]:
     return [(resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, math.ceil(limits.wall_s) + 2), (resource.RLIMIT_CORE, 0)]
 
 
-def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
-         limits: Limits) -> Result:
-    start = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
-    try:
-        if mode_ == "bwrap":
-            command, cwd = bwrap_command(sandbox_python(), limits), "/"
-        else:
-            command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
-        job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
-               "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
-               "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
-               "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
-               "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
-               "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
-                          "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
-                          "output_bytes": limits.output_bytes}}
+@functools.lru_cache(maxsize=1)
+def judge_code() -> bytes:
+    """The judge's source compiled once per harness process, as the frame its bootstrap reads: the length
+    of the marshalled code object on one line, then the code (it runs on ``sys.executable``, the
+    interpreter that compiled it, so the marshal format matches)."""
+    code = marshal.dumps(compile(JUDGE, "<grpo-bench judge>", "exec"))
+    return b"%d\n" % len(code) + code
+
+
+#: the judge's command line: it reads its compiled code from stdin, then its job (see :func:`judge_code`)
+JUDGE_BOOT = "import marshal,sys;r=sys.stdin.buffer;exec(marshal.loads(r.read(int(r.readline()))))"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One program and its tests (the arguments of :func:`run_tests`)."""
+
+    program: str
+    tests: str
+    entry_point: str | None = None
+    setup_code: str = ""
+    trusted_prefix: str = ""
+    limits: Limits = Limits()
+
+
+def _job_head(mode_: str, sample: Sample, cwd: str) -> dict:
+    """Everything the judge needs before the program: it prepares the sandbox from this alone."""
+    limits = sample.limits
+    if mode_ == "bwrap":
+        command, cwd = bwrap_command(sandbox_python(), limits), "/"
+    else:
+        command = [sys.executable, "-I", "-B", "-S", "-c", SERVER]
+    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
+            "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
+            "tests": sample.tests, "entry_point": sample.entry_point or "",
+            "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
+            "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
+            "prefix": sample.trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
+            "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
+                       "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
+                       "output_bytes": limits.output_bytes}}
+
+
+class _Judge:
+    """One sample's judge, its sandbox and its cgroup; never used for a second sample.
+
+    Created, it starts the judge, which confines itself, starts a fresh sandbox and waits for the
+    program (so it may be created ahead of need); :meth:`run` sends the program and returns the
+    verdict; :meth:`discard` ends one that will not be used. Either way everything is killed and
+    removed at the end.
+    """
+
+    def __init__(self, mode_: str, sample: Sample):
+        self.mode, self.sample, self.limits = mode_, sample, sample.limits
+        self.workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
+        self.proc, self.group, self.head, self.sent, self.error = None, None, b"", 0, ""
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-                                    env={"PATH": SAFE_PATH}, start_new_session=True)
+            self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.workdir,
+                                         env={"PATH": SAFE_PATH}, start_new_session=True)
         except (OSError, subprocess.SubprocessError) as exc:
-            return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
-        group = _sample_cgroup(proc.pid, limits)  # before the job is sent: the judge has started nothing yet
-        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits) + 4096,  # + the sandbox line
-                     limits.output_bytes, mode_ == "bwrap")
+            self.error = f"judge could not start: {type(exc).__name__}: {exc}"
+            return
+        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its code is sent: it has run nothing yet
+        self.head = judge_code() + (json.dumps(_job_head(mode_, sample, self.workdir)) + "\n").encode()
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        try:  # as much as the pipe takes now; the rest when the sample runs
+            self.sent = os.write(fd, self.head)
+        except OSError:  # full, or the judge is gone (the verdict will say)
+            pass
+
+    def run(self) -> Result:
+        self.begin()
+        return self.finish()
+
+    def begin(self) -> None:
+        """Send the program: the sample's clock starts here."""
+        self.start = time.monotonic()
+        if self.proc is None:
+            return
+        sample, limits = self.sample, self.limits
+        job = (json.dumps({"program": sample.program, "setup": sample.setup_code or ""}) + "\n").encode()
+        self.pump = _Pump(self.proc, self.head + job, verdict_bytes(limits) + 4096,  # + the sandbox line
+                          limits.output_bytes, self.mode == "bwrap")
+        self.pump.sent = self.sent
+        self.pump.poll()  # what the pipe takes at once
+
+    def finish(self) -> Result:
+        """Wait for the verdict (or the deadline), kill everything of the sample, return the result."""
+        if self.proc is None:
+            self.discard()
+            return Result("error", self.error, mode=self.mode)
+        pump, limits = self.pump, self.limits
         try:
-            exited = pump.run_until(start + limits.wall_s + GRACE_S)
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
-            except OSError:
-                pass
+            exited = pump.run_until(self.start + limits.wall_s + GRACE_S)
+            self._kill()
             pump.kill_sandbox()  # the sandbox's init, and with it its pid namespace (it has its own session)
-            if group is not None:
-                group.kill()  # and everything else the sample started, wherever it went
             pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
-            code = proc.wait()
+            code = self.proc.wait()
         finally:
             pump.close()
-            if group is not None:
-                group.remove()
-        return _verdict(pump, exited, code, time.monotonic() - start, limits, mode_)
+            self.discard()
+        return _verdict(pump, exited, code, time.monotonic() - self.start, limits, self.mode)
+
+    def _kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
+        except OSError:
+            pass
+        if self.group is not None:
+            self.group.kill()  # and everything else the sample started, wherever it went
+
+    def discard(self) -> None:
+        """Kill what is left and remove the sample's cgroup and directory (idempotent)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self._kill()  # a judge never given its program: no program code ever ran in its sandbox
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
+         limits: Limits) -> Result:
+    return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+
+
+def run_batch(samples: list[Sample]) -> list[Result]:
+    """:func:`run_tests` for each sample in turn, one at a time, with the next sample's judge and sandbox
+    started while the current one runs (bubblewrap mode; see ``docs/sandbox.md``, "Speed").
+
+    Each sample still gets its own judge, sandbox and cgroup, created for it alone; a started-ahead
+    sandbox has run nothing of any program when its program arrives. In the weak mode (no namespaces:
+    a program could reach a waiting process of the same user) nothing is started ahead.
+    Raises :class:`SandboxUnavailable`.
+    """
+    mode_ = mode()
+    ahead = AHEAD if mode_ == "bwrap" else 0
+    results: list[Result] = []
+    waiting: list[_Judge] = []  # judges started for the next samples, in order
+    try:
+        for i, sample in enumerate(samples):
+            judge = waiting.pop(0) if waiting else _Judge(mode_, sample)
+            judge.begin()
+            while len(waiting) < ahead and i + 1 + len(waiting) < len(samples):
+                waiting.append(_Judge(mode_, samples[i + 1 + len(waiting)]))
+            results.append(judge.finish())
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for judge in waiting:
+            judge.discard()
+    return results
 
 
 def _sample_cgroup(judge_pid: int, limits: Limits) -> cgroups.SampleCgroup | None:
@@ -356,6 +472,11 @@ class _Pump:
             step = remaining if self.pidfd is not None else min(remaining, 0.02)
             for key, _ in self.sel.select(step):
                 self._handle(key)
+
+    def poll(self) -> None:
+        """Whatever can be written or read without waiting."""
+        for key, _ in self.sel.select(0):
+            self._handle(key)
 
     def _handle(self, key) -> None:
         name = key.data
