@@ -397,7 +397,7 @@ def start_sandbox(job):
     return proc, info_fd
 
 
-def main():
+def main(stdin=None):
     """Prepare (confine, start the sandbox, report its init), wait for the program, judge it.
 
     The harness may start this process ahead of need (:func:`.runner.run_batch`): everything up to
@@ -409,7 +409,7 @@ def main():
     import sys
     import time
 
-    stdin = sys.stdin.buffer
+    stdin = stdin or sys.stdin.buffer
     job = json.loads(stdin.readline())
     _confine(job)
     out = os.dup(1)
@@ -542,6 +542,95 @@ def run_tests(channel, job, trusted, remote_names, entry):
         scope["check"](scope[entry])
 
 
-if __name__ == "__main__":
-    main()
+def serve(config):
+    """The judge service: a long-lived trusted process per harness thread (bubblewrap mode) that forks one
+    fresh judge per sample, so that no judge pays for an interpreter start, imports and compiling.
+
+    It never sees a program or a test: on a request (``{"fork": 1}`` on its unix socket, with the new
+    judge's stdin, stdout and stderr as descriptors) it forks; the child starts a new session, takes
+    those descriptors as 0, 1, 2, closes every other one and runs :func:`main` exactly as a judge started
+    by the harness does (its parent, for the death signal, is this service, which dies with the harness).
+    ``{"reap": pid}`` (sent by the harness after it has killed the judge's group, so that the pid stays
+    a zombie until then) answers the judge's exit code.
+    """
+    import ast  # noqa: F401 -- everything a judge imports, once: its children inherit it
+    import ctypes  # noqa: F401
+    import importlib  # noqa: F401
+    import json
+    import os
+    import resource
+    import select  # noqa: F401
+    import signal  # noqa: F401
+    import socket
+    import subprocess  # noqa: F401
+    import threading  # noqa: F401
+    import time  # noqa: F401
+
+    _confine({"harness_pid": config["harness_pid"], "judge_rlimits": []})
+    sock = socket.socket(fileno=config["socket_fd"])
+    max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+        if not message:
+            os._exit(0)
+        request = json.loads(message)
+        if "reap" in request:
+            _, status = os.waitpid(int(request["reap"]), 0)
+            sock.send(json.dumps({"code": os.waitstatus_to_exitcode(status)}).encode())
+            continue
+        pid = os.fork()
+        if pid == 0:
+            _forked_judge(fds, max_fd)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+def _forked_judge(fds, max_fd):
+    """In the child of :func:`serve`: become a judge like one the harness starts; never returns."""
+    import os
+    import sys
+    import traceback
+
+    try:
+        os.setsid()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.closerange(3, max_fd)
+        main(open(0, "rb", closefd=False))
+    except BaseException:
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(1)
     finish()
+
+
+def boot():
+    """Started by the harness: a judge (the first line of stdin is its job) or the judge service."""
+    import json
+    import sys
+
+    stdin = sys.stdin.buffer
+    first = stdin.readline()
+    config = json.loads(first)
+    if "serve" in config:
+        serve(config["serve"])
+    main(_Prepend(first, stdin))
+    finish()
+
+
+class _Prepend:
+    """A reader whose first line was already read."""
+
+    def __init__(self, line, rest):
+        self.line, self.rest = line, rest
+
+    def readline(self):
+        line, self.line = self.line, None
+        return line if line is not None else self.rest.readline()
+
+
+if __name__ == "__main__":
+    boot()

@@ -42,12 +42,15 @@ import math
 import os
 import re
 import resource
+import select
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,14 +250,14 @@ class Sample:
     limits: Limits = Limits()
 
 
-def _job_head(mode_: str, sample: Sample, cwd: str) -> dict:
+def _job_head(mode_: str, sample: Sample, cwd: str, parent_pid: int) -> dict:
     """Everything the judge needs before the program: it prepares the sandbox from this alone."""
     limits = sample.limits
     if mode_ == "bwrap":
         command, cwd = bwrap_command(sandbox_python(), limits), "/"
     else:
         command = [sys.executable, "-I", "-B", "-S", "-c", SERVER]
-    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
+    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
             "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
             "tests": sample.tests, "entry_point": sample.entry_point or "",
             "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
@@ -263,6 +266,94 @@ def _job_head(mode_: str, sample: Sample, cwd: str) -> dict:
             "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
                        "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
                        "output_bytes": limits.output_bytes}}
+
+
+class _ForkedJudge:
+    """A judge forked by the :class:`_JudgeService`, seen like a ``Popen``: its pid, its pipes, its exit."""
+
+    def __init__(self, service: "_JudgeService", pid: int, stdin: int, stdout: int, stderr: int):
+        self.service, self.pid, self.returncode = service, pid, None
+        self.stdin, self.stdout, self.stderr = (open(stdin, "wb", buffering=0), open(stdout, "rb", buffering=0),
+                                                open(stderr, "rb", buffering=0))
+        self.pidfd = os.pidfd_open(pid)  # readable once it has exited; the service reaps it only when asked
+
+    def exited(self) -> bool:
+        return bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self) -> int:
+        """Its exit code, once it has exited (the harness kills its group first); -1 if the service is gone."""
+        if self.returncode is None:
+            select.select([self.pidfd], [], [], 5.0)
+            self.returncode = self.service.reap(self.pid)
+            os.close(self.pidfd)
+        return self.returncode
+
+
+class _JudgeService:
+    """The judge service of this harness thread (see :func:`.judge.serve`), started on first use.
+
+    One per thread: its death signal follows the thread that started it. None where it cannot start
+    (then every judge is started by the harness itself).
+    """
+
+    _mine: dict[tuple[int, int], "_JudgeService"] = {}
+
+    @classmethod
+    def mine(cls) -> "_JudgeService | None":
+        key = (os.getpid(), threading.get_ident())
+        service = cls._mine.get(key)
+        if service is None or service.proc.poll() is not None:
+            try:
+                service = cls._mine[key] = cls()
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("judge service unavailable (%s): one interpreter per judge", exc)
+                cls._mine.pop(key, None)
+                return None
+        return service
+
+    def __init__(self):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT], stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                         env={"PATH": SAFE_PATH}, start_new_session=True, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs_fd = theirs.fileno()
+            theirs.close()
+        config = {"serve": {"harness_pid": os.getpid(), "socket_fd": theirs_fd}}
+        self.proc.stdin.write(judge_code() + (json.dumps(config) + "\n").encode())
+        self.proc.stdin.close()
+
+    def _ask(self, message: bytes, fds: list[int] = ()) -> dict:
+        socket.send_fds(self.sock, [message], list(fds))
+        self.sock.settimeout(30.0)
+        answer = self.sock.recv(4096)
+        if not answer:
+            raise OSError("the judge service ended")
+        return json.loads(answer)
+
+    def fork(self) -> _ForkedJudge:
+        pipes = [os.pipe() for _ in range(3)]  # the judge's stdin, stdout, stderr
+        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        try:
+            pid = int(self._ask(b'{"fork": 1}', theirs)["pid"])
+        except BaseException:
+            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return _ForkedJudge(self, pid, pipes[0][1], pipes[1][0], pipes[2][0])
+
+    def reap(self, pid: int) -> int:
+        try:
+            return int(self._ask(json.dumps({"reap": pid}).encode())["code"])
+        except (OSError, ValueError, KeyError):
+            return -1
 
 
 class _Judge:
@@ -278,15 +369,20 @@ class _Judge:
         self.mode, self.sample, self.limits = mode_, sample, sample.limits
         self.workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
         self.proc, self.group, self.head, self.sent, self.error = None, None, b"", 0, ""
+        service = _JudgeService.mine() if mode_ == "bwrap" else None
         try:
-            self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.workdir,
-                                         env={"PATH": SAFE_PATH}, start_new_session=True)
-        except (OSError, subprocess.SubprocessError) as exc:
+            if service is not None:
+                self.proc, parent_pid, code = service.fork(), service.proc.pid, b""
+            else:
+                self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             cwd=self.workdir, env={"PATH": SAFE_PATH}, start_new_session=True)
+                parent_pid, code = os.getpid(), judge_code()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = f"judge could not start: {type(exc).__name__}: {exc}"
             return
-        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its code is sent: it has run nothing yet
-        self.head = judge_code() + (json.dumps(_job_head(mode_, sample, self.workdir)) + "\n").encode()
+        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its job is sent: it has run nothing yet
+        self.head = code + (json.dumps(_job_head(mode_, sample, self.workdir, parent_pid)) + "\n").encode()
         fd = self.proc.stdin.fileno()
         os.set_blocking(fd, False)
         try:  # as much as the pipe takes now; the rest when the sample runs
@@ -456,6 +552,8 @@ class _Pump:
             self.pidfd = None
 
     def exited(self) -> bool:
+        if isinstance(self.proc, _ForkedJudge):  # the service's child: a zombie until the harness asks
+            return self.proc.exited()
         try:  # WNOWAIT: the child stays a zombie, so its pid (and pgid) cannot be reused before we kill
             return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:  # reaped elsewhere (e.g. SIGCHLD ignored)
