@@ -11,11 +11,21 @@ bubblewrap costs; ``none`` is the baseline without any sandbox, the way code was
 sandbox existed: one plain ``python3 -I -B -c`` subprocess per sample running the program, its
 setup and its tests together (exit status 0 = pass), one sample at a time. The machine is shared
 (2 cores, other developers' jobs): absolute numbers are noisy, the ratios between sides measured
-in one invocation are what counts. The sandbox before issue 8 (hand-written namespaces, tests inside the program's
-interpreter) is measured by running this script at commit a6c6ca6 in a temporary worktree
-(``git worktree add --detach /tmp/old a6c6ca6``), with ``grpo_bench`` imported from there.
+in one invocation are what counts.
 
-Run: .venv/bin/python benchmarks/perf/reward_throughput.py [--workers 1 2] [--repeats 3] [--sandbox none bwrap weak]
+``--old PKGDIR`` adds a side ``bwrap (old)``: code_tests from another version of the package,
+measured in the same invocation (its scorer's workers import ``grpo_bench`` from PKGDIR, a folder
+holding a ``grpo_bench`` package). To build one for commit C::
+
+    mkdir -p /tmp/old /tmp/oldpkg && git archive C harness plugins | tar -x -C /tmp/old
+    cp -r /tmp/old/harness /tmp/oldpkg/grpo_bench
+    ln -s /tmp/old/plugins /tmp/oldpkg/grpo_bench/plugins
+
+(the version must speak the same scorer-worker protocol: 1702ab1 does; the sandbox before issue 8,
+a6c6ca6, was measured by running this script in a worktree at that commit).
+
+Run: .venv/bin/python benchmarks/perf/reward_throughput.py [--workers 1 2] [--repeats 3]
+     [--sandbox none bwrap weak] [--old PKGDIR] [--only code_tests]
 """
 
 from __future__ import annotations
@@ -59,10 +69,10 @@ def code_tests_unsandboxed(prompts, completions, tests=None, entry_point=None, s
     scores: list[float | None] = []
     for i, completion in enumerate(completions):
         entry = entry_point[i] if entry_point else None
-        script = "\n\n".join(part for part in (program_prefix[i] if program_prefix else "",
-                                                extract_program(completion_text(completion)),
-                                                setup_code[i] if setup_code else "", tests[i],
-                                                f"check({entry})" if entry and "def check(" in tests[i] else "") if part)
+        check = f"check({entry})" if entry and "def check(" in tests[i] else ""
+        parts = (program_prefix[i] if program_prefix else "", extract_program(completion_text(completion)),
+                 setup_code[i] if setup_code else "", tests[i], check)
+        script = "\n\n".join(part for part in parts if part)
         try:
             proc = subprocess.run([sandbox_python(), "-I", "-B", "-c", script], capture_output=True, timeout=5.0)
             scores.append(1.0 if proc.returncode == 0 else 0.0)
@@ -93,11 +103,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sandbox", nargs="+", default=["none", "bwrap"], choices=["none", "bwrap", "weak"],
                     help="code_tests sandbox modes to measure (weak: without bubblewrap; none: no sandbox)")
+    ap.add_argument("--old", metavar="PKGDIR", help="also measure code_tests (bwrap) from the grpo_bench in PKGDIR")
     ap.add_argument("--only", choices=["math_verify", "code_tests"], help="measure one reward only")
     args = ap.parse_args()
     workloads = [("math_verify", math_verify, "-", *math_batch())]
     workloads += [("code_tests", code_tests_unsandboxed if mode == "none" else code_tests, mode, *code_batch())
                   for mode in args.sandbox]
+    if args.old:
+        workloads.append(("code_tests", code_tests, "bwrap (old)", *code_batch()))
     workloads = [w for w in workloads if not args.only or w[0] == args.only]
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, shared with other developers' jobs (load "
           f"{os.getloadavg()[0]:.1f}): absolute numbers are noisy, compare the rows of one invocation")
@@ -107,8 +120,16 @@ def main() -> None:
         scorers = []
         for name, fn, mode, completions, columns in workloads:
             if mode not in ("-", "none"):
-                os.environ["GRPO_BENCH_SANDBOX"] = mode  # inherited by the scorer's worker processes
-            scorers.append(warm_scorer(name, fn, completions, columns, workers))
+                os.environ["GRPO_BENCH_SANDBOX"] = mode.split()[0]  # inherited by the scorer's worker processes
+            saved = os.environ.get("PYTHONPATH")
+            if mode == "bwrap (old)":  # its workers find the old package first (PYTHONPATH precedes the install)
+                os.environ["PYTHONPATH"] = args.old
+            try:
+                scorers.append(warm_scorer(name, fn, completions, columns, workers))
+            finally:
+                os.environ.pop("PYTHONPATH", None)
+                if saved is not None:
+                    os.environ["PYTHONPATH"] = saved
         times: list[list[float]] = [[] for _ in workloads]
         try:
             for _ in range(args.repeats):  # the sides take turns, so that a burst of load hits them alike

@@ -1,7 +1,9 @@
 """The trusted test process: runs the benchmark's tests against proxies of the sandboxed program.
 
-Sent as text (``wire.py``'s source, then this file's) to the harness's interpreter (``-I -B -S -c``),
-standard library only, in its own session with a wall-clock limit enforced by :mod:`.runner`.
+``wire.py``'s source and this file's, compiled once by the harness and sent marshalled to the
+harness's interpreter (``-I -B -S -c`` :data:`.runner.JUDGE_BOOT`), which runs either one judge or
+the judge service (:func:`serve`) that forks them; standard library only, in its own session with a
+wall-clock limit enforced by :mod:`.runner`.
 It starts the sandbox (the command it is given: bubblewrap around :mod:`.server`), then runs the
 tests here, where the program cannot reach: a name the tests use that the program defines is a
 :class:`Remote` whose calls send plain-data arguments and get plain-data results back (see

@@ -21,6 +21,12 @@ Three processes per sample (see ``docs/sandbox.md``):
   plain-data arguments into the sandbox and get plain-data results back (:mod:`.wire`). The
   verdict is computed by the judge and reported on its stdout, which the program cannot reach.
 
+Speed (``docs/sandbox.md``, "Speed"): in bubblewrap mode the judge is forked from a long-lived judge
+service per harness thread (:class:`_JudgeService`, :func:`.judge.serve`) instead of a new
+interpreter, and :func:`run_batch` starts the next :data:`AHEAD` samples' judges, each with its own
+fresh sandbox, while one sample runs; each waits for its program, and nothing is shared between
+samples.
+
 Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
 weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
 child process (its own session, the same resource limits and protocol, a temporary directory, no
