@@ -890,3 +890,28 @@ def test_weak_mode_starts_nothing_ahead_and_no_service(monkeypatch):
     monkeypatch.setattr(sandbox._JudgeService, "mine", refuse)
     results = sandbox.run_batch([sandbox.Sample(GOOD, TESTS), sandbox.Sample(WRONG, TESTS)])
     assert [r.status for r in results] == ["passed", "failed"]
+
+
+def test_a_failing_judge_service_falls_back_to_a_judge_of_its_own(monkeypatch):
+    def broken(service):
+        raise OSError("broken on purpose")
+
+    monkeypatch.setattr(sandbox._JudgeService, "fork", broken)
+    assert [r.status for r in sandbox.run_batch([sandbox.Sample(GOOD, TESTS), sandbox.Sample(WRONG, TESTS)])] == [
+        "passed", "failed"]
+    monkeypatch.undo()
+    assert sandbox.run_tests(GOOD, TESTS).passed  # and a new service serves the next sample
+
+
+def test_a_thread_gets_its_own_judge_service():
+    """The service dies with the thread that started it (its death signal): one per thread, and the
+    sockets of finished threads' services are closed."""
+    import threading
+
+    results = []
+    thread = threading.Thread(target=lambda: results.append(sandbox.run_tests(GOOD, TESTS)))
+    thread.start()
+    thread.join()
+    assert results[0].passed
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    assert all(key[1] != thread.ident for key in sandbox._JudgeService._mine)

@@ -309,6 +309,7 @@ class _JudgeService:
 
     @classmethod
     def mine(cls) -> "_JudgeService | None":
+        cls._forget_finished_threads()
         key = (os.getpid(), threading.get_ident())
         service = cls._mine.get(key)
         if service is None or service.proc.poll() is not None:
@@ -319,6 +320,13 @@ class _JudgeService:
                 cls._mine.pop(key, None)
                 return None
         return service
+
+    @classmethod
+    def _forget_finished_threads(cls) -> None:
+        """Close the sockets of services whose thread has ended (they died with it)."""
+        alive = {(os.getpid(), thread.ident) for thread in threading.enumerate()}
+        for key in [key for key in cls._mine if key not in alive]:
+            cls._mine.pop(key).sock.close()
 
     def __init__(self):
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -355,6 +363,15 @@ class _JudgeService:
                 os.close(fd)
         return _ForkedJudge(self, pid, pipes[0][1], pipes[1][0], pipes[2][0])
 
+    def fork_or_none(self) -> _ForkedJudge | None:
+        """A forked judge, or None when the service failed (the harness then starts the judge itself)."""
+        try:
+            return self.fork()
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("judge service failed (%s): starting this judge directly", exc)
+            self.proc.kill()  # replaced on the next sample
+            return None
+
     def reap(self, pid: int) -> int:
         try:
             return int(self._ask(json.dumps({"reap": pid}).encode())["code"])
@@ -378,8 +395,8 @@ class _Judge:
         service = _JudgeService.mine() if mode_ == "bwrap" else None
         try:
             if service is not None:
-                self.proc, parent_pid, code = service.fork(), service.proc.pid, b""
-            else:
+                self.proc, parent_pid, code = service.fork_or_none(), service.proc.pid, b""
+            if self.proc is None:
                 self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                              cwd=self.workdir, env={"PATH": SAFE_PATH}, start_new_session=True)
