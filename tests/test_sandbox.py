@@ -893,7 +893,7 @@ def test_weak_mode_starts_nothing_ahead_and_no_service(monkeypatch):
 
 
 def test_a_failing_judge_service_falls_back_to_a_judge_of_its_own(monkeypatch):
-    def broken(service):
+    def broken(service, cwd):
         raise OSError("broken on purpose")
 
     monkeypatch.setattr(sandbox._JudgeService, "fork", broken)
@@ -915,3 +915,9 @@ def test_a_thread_gets_its_own_judge_service():
     assert results[0].passed
     assert sandbox.run_tests(GOOD, TESTS).passed
     assert all(key[1] != thread.ident for key in sandbox._JudgeService._mine)
+
+
+def test_a_forked_judge_runs_the_tests_in_an_empty_directory_of_its_own():
+    tests = TESTS + "import os\nassert os.path.basename(os.getcwd()).startswith('grpo-sandbox-'), os.getcwd()\n" \
+                    "assert os.listdir('.') == []\n"
+    assert [r.status for r in sandbox.run_batch([sandbox.Sample(GOOD, tests)] * 2)] == ["passed", "passed"]

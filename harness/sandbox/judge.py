@@ -548,8 +548,9 @@ def serve(config):
     """The judge service: a long-lived trusted process per harness thread (bubblewrap mode) that forks one
     fresh judge per sample, so that no judge pays for an interpreter start, imports and compiling.
 
-    It never sees a program or a test: on a request (``{"fork": 1}`` on its unix socket, with the new
-    judge's stdin, stdout and stderr as descriptors) it forks; the child starts a new session, takes
+    It never sees a program or a test: on a request (``{"fork": directory}`` on its unix socket, with the
+    new judge's stdin, stdout and stderr as descriptors) it forks; the child starts a new session, moves
+    to that (empty, per-sample) directory, takes
     those descriptors as 0, 1, 2, closes every other one and runs :func:`main` exactly as a judge started
     by the harness does (its parent, for the death signal, is this service, which dies with the harness).
     ``{"reap": pid}`` (sent by the harness after it has killed the judge's group, so that the pid stays
@@ -582,13 +583,13 @@ def serve(config):
             continue
         pid = os.fork()
         if pid == 0:
-            _forked_judge(fds, max_fd)
+            _forked_judge(fds, max_fd, request["fork"])
         for fd in fds:
             os.close(fd)
         sock.send(json.dumps({"pid": pid}).encode())
 
 
-def _forked_judge(fds, max_fd):
+def _forked_judge(fds, max_fd, cwd):
     """In the child of :func:`serve`: become a judge like one the harness starts; never returns."""
     import os
     import sys
@@ -596,6 +597,7 @@ def _forked_judge(fds, max_fd):
 
     try:
         os.setsid()
+        os.chdir(cwd)  # the sample's empty temporary directory, as for a judge the harness starts
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(3, max_fd)

@@ -349,11 +349,11 @@ class _JudgeService:
             raise OSError("the judge service ended")
         return json.loads(answer)
 
-    def fork(self) -> _ForkedJudge:
+    def fork(self, cwd: str) -> _ForkedJudge:
         pipes = [os.pipe() for _ in range(3)]  # the judge's stdin, stdout, stderr
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
-            pid = int(self._ask(b'{"fork": 1}', theirs)["pid"])
+            pid = int(self._ask(json.dumps({"fork": cwd}).encode(), theirs)["pid"])
         except BaseException:
             for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
                 os.close(fd)
@@ -363,10 +363,10 @@ class _JudgeService:
                 os.close(fd)
         return _ForkedJudge(self, pid, pipes[0][1], pipes[1][0], pipes[2][0])
 
-    def fork_or_none(self) -> _ForkedJudge | None:
+    def fork_or_none(self, cwd: str) -> _ForkedJudge | None:
         """A forked judge, or None when the service failed (the harness then starts the judge itself)."""
         try:
-            return self.fork()
+            return self.fork(cwd)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("judge service failed (%s): starting this judge directly", exc)
             self.proc.kill()  # replaced on the next sample
@@ -395,7 +395,7 @@ class _Judge:
         service = _JudgeService.mine() if mode_ == "bwrap" else None
         try:
             if service is not None:
-                self.proc, parent_pid, code = service.fork_or_none(), service.proc.pid, b""
+                self.proc, parent_pid, code = service.fork_or_none(self.workdir), service.proc.pid, b""
             if self.proc is None:
                 self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
