@@ -848,3 +848,83 @@ def test_a_verdict_just_under_its_cap_is_read_whole():
     assert result.passed, result.reason
     line = json.dumps({"status": "passed", "reason": "", "output": result.stdout}) + "\n"
     assert sandbox.verdict_bytes(limits) - 20 < len(line.encode()) <= sandbox.verdict_bytes(limits)
+
+
+LEAVE = GOOD + "for path in ('/tmp/left', '/dev/shm/left'):\n    open(path, 'w').write('x')\n"
+LOOK = GOOD + "import os\nassert not os.path.exists('/tmp/left') and not os.path.exists('/dev/shm/left'), 'seen'\n"
+
+
+def test_each_sample_of_a_batch_gets_its_own_judge_and_sandbox(monkeypatch):
+    """run_batch starts judges and sandboxes ahead of need and forks the judges from the judge service;
+    still every sample has a judge process and a sandbox init of its own, and what one program leaves in
+    /tmp or /dev/shm is not there for the next (while the same program in one sample does see it)."""
+    seen = []
+    original = sandbox._Pump.kill_sandbox
+
+    def record(pump):
+        line = bytes(pump.out["stdout"].head).split(b"\n", 1)[0]
+        seen.append((pump.proc.pid, json.loads(line)["sandbox_pid"], type(pump.proc).__name__))
+        original(pump)
+
+    monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
+    same_sample = LEAVE + LOOK.replace("not os.path.exists", "os.path.exists").replace("and not", "and")
+    programs = [LEAVE, LOOK, LEAVE, LOOK, same_sample]
+    results = sandbox.run_batch([sandbox.Sample(p, TESTS, limits=sandbox.Limits(wall_s=LIMIT)) for p in programs])
+    assert [r.status for r in results] == ["passed"] * 5, [r.reason for r in results]
+    assert len({judge for judge, _, _ in seen}) == len({init for _, init, _ in seen}) == 5 == len(seen)
+    assert {kind for _, _, kind in seen} == {"_ForkedJudge"}
+    wrong = sandbox.run_batch([sandbox.Sample(LEAVE.replace("a + b", "a - b"), TESTS), sandbox.Sample(GOOD, TESTS)])
+    assert [r.status for r in wrong] == ["failed", "passed"]
+
+
+def test_the_judge_service_is_restarted_when_it_died():
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    service = sandbox._JudgeService.mine()
+    service.proc.kill()
+    service.proc.wait()
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    assert sandbox._JudgeService.mine() is not service
+
+
+def test_weak_mode_starts_nothing_ahead_and_no_service(monkeypatch):
+    """Without namespaces a program could reach a waiting process of the same user: the weak mode starts
+    each judge itself, when its sample runs."""
+    monkeypatch.setenv(sandbox.MODE_ENV, "weak")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a judge service in the weak mode")
+
+    monkeypatch.setattr(sandbox._JudgeService, "mine", refuse)
+    results = sandbox.run_batch([sandbox.Sample(GOOD, TESTS), sandbox.Sample(WRONG, TESTS)])
+    assert [r.status for r in results] == ["passed", "failed"]
+
+
+def test_a_failing_judge_service_falls_back_to_a_judge_of_its_own(monkeypatch):
+    def broken(service, cwd):
+        raise OSError("broken on purpose")
+
+    monkeypatch.setattr(sandbox._JudgeService, "fork", broken)
+    assert [r.status for r in sandbox.run_batch([sandbox.Sample(GOOD, TESTS), sandbox.Sample(WRONG, TESTS)])] == [
+        "passed", "failed"]
+    monkeypatch.undo()
+    assert sandbox.run_tests(GOOD, TESTS).passed  # and a new service serves the next sample
+
+
+def test_a_thread_gets_its_own_judge_service():
+    """The service dies with the thread that started it (its death signal): one per thread, and the
+    sockets of finished threads' services are closed."""
+    import threading
+
+    results = []
+    thread = threading.Thread(target=lambda: results.append(sandbox.run_tests(GOOD, TESTS)))
+    thread.start()
+    thread.join()
+    assert results[0].passed
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    assert all(key[1] != thread.ident for key in sandbox._JudgeService._mine)
+
+
+def test_a_forked_judge_runs_the_tests_in_an_empty_directory_of_its_own():
+    tests = TESTS + "import os\nassert os.path.basename(os.getcwd()).startswith('grpo-sandbox-'), os.getcwd()\n" \
+                    "assert os.listdir('.') == []\n"
+    assert [r.status for r in sandbox.run_batch([sandbox.Sample(GOOD, tests)] * 2)] == ["passed", "passed"]

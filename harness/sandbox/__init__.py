@@ -1,5 +1,5 @@
 """Running untrusted generated code: see :mod:`.runner` and ``docs/sandbox.md``."""
 
-from .runner import Limits, Result, SandboxUnavailable, describe, mode, run_tests
+from .runner import Limits, Result, Sample, SandboxUnavailable, describe, mode, run_batch, run_tests
 
-__all__ = ["Limits", "Result", "SandboxUnavailable", "describe", "mode", "run_tests"]
+__all__ = ["Limits", "Result", "Sample", "SandboxUnavailable", "describe", "mode", "run_batch", "run_tests"]

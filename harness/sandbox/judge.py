@@ -1,7 +1,9 @@
 """The trusted test process: runs the benchmark's tests against proxies of the sandboxed program.
 
-Sent as text (``wire.py``'s source, then this file's) to the harness's interpreter (``-I -B -S -c``),
-standard library only, in its own session with a wall-clock limit enforced by :mod:`.runner`.
+``wire.py``'s source and this file's, compiled once by the harness and sent marshalled to the
+harness's interpreter (``-I -B -S -c`` :data:`.runner.JUDGE_BOOT`), which runs either one judge or
+the judge service (:func:`serve`) that forks them; standard library only, in its own session with a
+wall-clock limit enforced by :mod:`.runner`.
 It starts the sandbox (the command it is given: bubblewrap around :mod:`.server`), then runs the
 tests here, where the program cannot reach: a name the tests use that the program defines is a
 :class:`Remote` whose calls send plain-data arguments and get plain-data results back (see
@@ -397,14 +399,20 @@ def start_sandbox(job):
     return proc, info_fd
 
 
-def main():
+def main(stdin=None):
+    """Prepare (confine, start the sandbox, report its init), wait for the program, judge it.
+
+    The harness may start this process ahead of need (:func:`.runner.run_batch`): everything up to
+    the wait needs only the first line of stdin (the job without the program); the program arrives on
+    the second line, and the wall-clock deadline starts then. The sandbox is this sample's alone.
+    """
     import json
     import os
     import sys
     import time
 
-    start = time.monotonic()
-    job = json.loads(sys.stdin.buffer.read())
+    stdin = stdin or sys.stdin.buffer
+    job = json.loads(stdin.readline())
     _confine(job)
     out = os.dup(1)
     os.dup2(2, 1)  # the tests' prints go to stderr; stdout carries only the verdict
@@ -416,13 +424,21 @@ def main():
                                     job["verdict_bytes"]))
         return
     output = Output(proc.stderr.fileno(), job["limits"]["output_bytes"])
-    channel = Channel(proc, start + job["limits"]["wall_s"], job["limits"]["wall_s"])
+    wall_s = job["limits"]["wall_s"]
+    channel = Channel(proc, time.monotonic() + wall_s, wall_s)
     status, reason = "passed", ""
     try:
         try:
-            channel.arm()
-            if info_fd is not None:  # before the program is sent: nothing in the sandbox has run yet
+            if info_fd is not None:  # before the program exists: nothing in the sandbox has run yet
+                channel.arm()
                 report_sandbox_init(channel, info_fd, out)
+                channel.disarm()
+            line = stdin.readline()  # blocks while a started-ahead judge waits for its sample
+            if not line:
+                channel.fault("no program was sent", "error")
+            job.update(json.loads(line))
+            channel.deadline = time.monotonic() + wall_s
+            channel.arm()
             run_tests(channel, job, trusted, remote_names, job["entry_point"])
         finally:
             channel.disarm()
@@ -441,6 +457,19 @@ def main():
     proc.wait()
     output.thread.join(1.0)
     write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
+
+
+def finish():
+    """Exit 0 at once after the verdict (no interpreter finalization: the verdict is already written)."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
 
 
 def sandbox_fds(job):
@@ -515,5 +544,97 @@ def run_tests(channel, job, trusted, remote_names, entry):
         scope["check"](scope[entry])
 
 
+def serve(config):
+    """The judge service: a long-lived trusted process per harness thread (bubblewrap mode) that forks one
+    fresh judge per sample, so that no judge pays for an interpreter start, imports and compiling.
+
+    It never sees a program or a test: on a request (``{"fork": directory}`` on its unix socket, with the
+    new judge's stdin, stdout and stderr as descriptors) it forks; the child starts a new session, moves
+    to that (empty, per-sample) directory, takes
+    those descriptors as 0, 1, 2, closes every other one and runs :func:`main` exactly as a judge started
+    by the harness does (its parent, for the death signal, is this service, which dies with the harness).
+    ``{"reap": pid}`` (sent by the harness after it has killed the judge's group, so that the pid stays
+    a zombie until then) answers the judge's exit code.
+    """
+    import ast  # noqa: F401 -- everything a judge imports, once: its children inherit it
+    import ctypes  # noqa: F401
+    import importlib  # noqa: F401
+    import json
+    import os
+    import resource
+    import select  # noqa: F401
+    import signal  # noqa: F401
+    import socket
+    import subprocess  # noqa: F401
+    import threading  # noqa: F401
+    import time  # noqa: F401
+
+    _confine({"harness_pid": config["harness_pid"], "judge_rlimits": []})
+    sock = socket.socket(fileno=config["socket_fd"])
+    max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    while True:
+        message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+        if not message:
+            os._exit(0)
+        request = json.loads(message)
+        if "reap" in request:
+            _, status = os.waitpid(int(request["reap"]), 0)
+            sock.send(json.dumps({"code": os.waitstatus_to_exitcode(status)}).encode())
+            continue
+        pid = os.fork()
+        if pid == 0:
+            _forked_judge(fds, max_fd, request["fork"])
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+def _forked_judge(fds, max_fd, cwd):
+    """In the child of :func:`serve`: become a judge like one the harness starts; never returns."""
+    import os
+    import sys
+    import traceback
+
+    try:
+        os.setsid()
+        os.chdir(cwd)  # the sample's empty temporary directory, as for a judge the harness starts
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.closerange(3, max_fd)
+        main(open(0, "rb", closefd=False))
+    except BaseException:
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(1)
+    finish()
+
+
+def boot():
+    """Started by the harness: a judge (the first line of stdin is its job) or the judge service."""
+    import json
+    import sys
+
+    stdin = sys.stdin.buffer
+    first = stdin.readline()
+    config = json.loads(first)
+    if "serve" in config:
+        serve(config["serve"])
+    main(_Prepend(first, stdin))
+    finish()
+
+
+class _Prepend:
+    """A reader whose first line was already read."""
+
+    def __init__(self, line, rest):
+        self.line, self.rest = line, rest
+
+    def readline(self):
+        line, self.line = self.line, None
+        return line if line is not None else self.rest.readline()
+
+
 if __name__ == "__main__":
-    main()
+    boot()

@@ -21,6 +21,12 @@ Three processes per sample (see ``docs/sandbox.md``):
   plain-data arguments into the sandbox and get plain-data results back (:mod:`.wire`). The
   verdict is computed by the judge and reported on its stdout, which the program cannot reach.
 
+Speed (``docs/sandbox.md``, "Speed"): in bubblewrap mode the judge is forked from a long-lived judge
+service per harness thread (:class:`_JudgeService`, :func:`.judge.serve`) instead of a new
+interpreter, and :func:`run_batch` starts the next :data:`AHEAD` samples' judges, each with its own
+fresh sandbox, while one sample runs; each waits for its program, and nothing is shared between
+samples.
+
 Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
 weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
 child process (its own session, the same resource limits and protocol, a temporary directory, no
@@ -37,16 +43,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import marshal
 import math
 import os
 import re
 import resource
+import select
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +72,7 @@ UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid n
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
+AHEAD = 2  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
 
 
 def _source(*names: str) -> str:
@@ -220,50 +231,274 @@ def _judge_rlimits(limits: Limits) -> list[tuple[int, int]]:
     return [(resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, math.ceil(limits.wall_s) + 2), (resource.RLIMIT_CORE, 0)]
 
 
-def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
-         limits: Limits) -> Result:
-    start = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
-    try:
-        if mode_ == "bwrap":
-            command, cwd = bwrap_command(sandbox_python(), limits), "/"
-        else:
-            command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], workdir
-        job = {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": os.getpid(),
-               "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits), "program": program, "setup": setup_code or "", "tests": tests, "entry_point": entry_point or "",
-               "call_check": bool(entry_point and re.search(r"^def check\(", tests, re.M)),
-               "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
-               "prefix": trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
-               "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
-                          "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
-                          "output_bytes": limits.output_bytes}}
-        try:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-                                    env={"PATH": SAFE_PATH}, start_new_session=True)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return Result("error", f"judge could not start: {type(exc).__name__}: {exc}", mode=mode_)
-        group = _sample_cgroup(proc.pid, limits)  # before the job is sent: the judge has started nothing yet
-        pump = _Pump(proc, json.dumps(job).encode(), verdict_bytes(limits) + 4096,  # + the sandbox line
-                     limits.output_bytes, mode_ == "bwrap")
-        try:
-            exited = pump.run_until(start + limits.wall_s + GRACE_S)
+@functools.lru_cache(maxsize=1)
+def judge_code() -> bytes:
+    """The judge's source compiled once per harness process, as the frame its bootstrap reads: the length
+    of the marshalled code object on one line, then the code (it runs on ``sys.executable``, the
+    interpreter that compiled it, so the marshal format matches)."""
+    code = marshal.dumps(compile(JUDGE, "<grpo-bench judge>", "exec"))
+    return b"%d\n" % len(code) + code
+
+
+#: the judge's command line: it reads its compiled code from stdin, then its job (see :func:`judge_code`)
+JUDGE_BOOT = "import marshal,sys;r=sys.stdin.buffer;exec(marshal.loads(r.read(int(r.readline()))))"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One program and its tests (the arguments of :func:`run_tests`)."""
+
+    program: str
+    tests: str
+    entry_point: str | None = None
+    setup_code: str = ""
+    trusted_prefix: str = ""
+    limits: Limits = Limits()
+
+
+def _job_head(mode_: str, sample: Sample, cwd: str, parent_pid: int) -> dict:
+    """Everything the judge needs before the program: it prepares the sandbox from this alone."""
+    limits = sample.limits
+    if mode_ == "bwrap":
+        command, cwd = bwrap_command(sandbox_python(), limits), "/"
+    else:
+        command = [sys.executable, "-I", "-B", "-S", "-c", SERVER]
+    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
+            "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
+            "tests": sample.tests, "entry_point": sample.entry_point or "",
+            "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
+            "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
+            "prefix": sample.trusted_prefix or "", "command": command, "cwd": cwd, "env": {"PATH": SAFE_PATH},
+            "limits": {"wall_s": limits.wall_s, "memory_mb": limits.memory_mb, "cpu_s": math.ceil(limits.wall_s) + 1,
+                       "file_mb": limits.file_mb, "nofile": limits.nofile, "nproc": limits.nproc,
+                       "output_bytes": limits.output_bytes}}
+
+
+class _ForkedJudge:
+    """A judge forked by the :class:`_JudgeService`, seen like a ``Popen``: its pid, its pipes, its exit."""
+
+    def __init__(self, service: "_JudgeService", pid: int, stdin: int, stdout: int, stderr: int):
+        self.service, self.pid, self.returncode = service, pid, None
+        self.stdin, self.stdout, self.stderr = (open(stdin, "wb", buffering=0), open(stdout, "rb", buffering=0),
+                                                open(stderr, "rb", buffering=0))
+        self.pidfd = os.pidfd_open(pid)  # readable once it has exited; the service reaps it only when asked
+
+    def exited(self) -> bool:
+        return bool(select.select([self.pidfd], [], [], 0)[0])
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self) -> int:
+        """Its exit code, once it has exited (the harness kills its group first); -1 if the service is gone."""
+        if self.returncode is None:
+            select.select([self.pidfd], [], [], 5.0)
+            self.returncode = self.service.reap(self.pid)
+            os.close(self.pidfd)
+        return self.returncode
+
+
+class _JudgeService:
+    """The judge service of this harness thread (see :func:`.judge.serve`), started on first use.
+
+    One per thread: its death signal follows the thread that started it. None where it cannot start
+    (then every judge is started by the harness itself).
+    """
+
+    _mine: dict[tuple[int, int], "_JudgeService"] = {}
+
+    @classmethod
+    def mine(cls) -> "_JudgeService | None":
+        cls._forget_finished_threads()
+        key = (os.getpid(), threading.get_ident())
+        service = cls._mine.get(key)
+        if service is None or service.proc.poll() is not None:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
-            except OSError:
-                pass
+                service = cls._mine[key] = cls()
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("judge service unavailable (%s): one interpreter per judge", exc)
+                cls._mine.pop(key, None)
+                return None
+        return service
+
+    @classmethod
+    def _forget_finished_threads(cls) -> None:
+        """Close the sockets of services whose thread has ended (they died with it)."""
+        alive = {(os.getpid(), thread.ident) for thread in threading.enumerate()}
+        for key in [key for key in cls._mine if key not in alive]:
+            cls._mine.pop(key).sock.close()
+
+    def __init__(self):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT], stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                         env={"PATH": SAFE_PATH}, start_new_session=True, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs_fd = theirs.fileno()
+            theirs.close()
+        config = {"serve": {"harness_pid": os.getpid(), "socket_fd": theirs_fd}}
+        self.proc.stdin.write(judge_code() + (json.dumps(config) + "\n").encode())
+        self.proc.stdin.close()
+
+    def _ask(self, message: bytes, fds: list[int] = ()) -> dict:
+        socket.send_fds(self.sock, [message], list(fds))
+        self.sock.settimeout(30.0)
+        answer = self.sock.recv(4096)
+        if not answer:
+            raise OSError("the judge service ended")
+        return json.loads(answer)
+
+    def fork(self, cwd: str) -> _ForkedJudge:
+        pipes = [os.pipe() for _ in range(3)]  # the judge's stdin, stdout, stderr
+        theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
+        try:
+            pid = int(self._ask(json.dumps({"fork": cwd}).encode(), theirs)["pid"])
+        except BaseException:
+            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
+                os.close(fd)
+            raise
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        return _ForkedJudge(self, pid, pipes[0][1], pipes[1][0], pipes[2][0])
+
+    def fork_or_none(self, cwd: str) -> _ForkedJudge | None:
+        """A forked judge, or None when the service failed (the harness then starts the judge itself)."""
+        try:
+            return self.fork(cwd)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("judge service failed (%s): starting this judge directly", exc)
+            self.proc.kill()  # replaced on the next sample
+            return None
+
+    def reap(self, pid: int) -> int:
+        try:
+            return int(self._ask(json.dumps({"reap": pid}).encode())["code"])
+        except (OSError, ValueError, KeyError):
+            return -1
+
+
+class _Judge:
+    """One sample's judge, its sandbox and its cgroup; never used for a second sample.
+
+    Created, it starts the judge, which confines itself, starts a fresh sandbox and waits for the
+    program (so it may be created ahead of need); :meth:`run` sends the program and returns the
+    verdict; :meth:`discard` ends one that will not be used. Either way everything is killed and
+    removed at the end.
+    """
+
+    def __init__(self, mode_: str, sample: Sample):
+        self.mode, self.sample, self.limits = mode_, sample, sample.limits
+        self.workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
+        self.proc, self.group, self.head, self.sent, self.error = None, None, b"", 0, ""
+        service = _JudgeService.mine() if mode_ == "bwrap" else None
+        try:
+            if service is not None:
+                self.proc, parent_pid, code = service.fork_or_none(self.workdir), service.proc.pid, b""
+            if self.proc is None:
+                self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             cwd=self.workdir, env={"PATH": SAFE_PATH}, start_new_session=True)
+                parent_pid, code = os.getpid(), judge_code()
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            self.error = f"judge could not start: {type(exc).__name__}: {exc}"
+            return
+        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its job is sent: it has run nothing yet
+        self.head = code + (json.dumps(_job_head(mode_, sample, self.workdir, parent_pid)) + "\n").encode()
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        try:  # as much as the pipe takes now; the rest when the sample runs
+            self.sent = os.write(fd, self.head)
+        except OSError:  # full, or the judge is gone (the verdict will say)
+            pass
+
+    def run(self) -> Result:
+        self.begin()
+        return self.finish()
+
+    def begin(self) -> None:
+        """Send the program: the sample's clock starts here."""
+        self.start = time.monotonic()
+        if self.proc is None:
+            return
+        sample, limits = self.sample, self.limits
+        job = (json.dumps({"program": sample.program, "setup": sample.setup_code or ""}) + "\n").encode()
+        self.pump = _Pump(self.proc, self.head + job, verdict_bytes(limits) + 4096,  # + the sandbox line
+                          limits.output_bytes, self.mode == "bwrap")
+        self.pump.sent = self.sent
+        self.pump.poll()  # what the pipe takes at once
+
+    def finish(self) -> Result:
+        """Wait for the verdict (or the deadline), kill everything of the sample, return the result."""
+        if self.proc is None:
+            self.discard()
+            return Result("error", self.error, mode=self.mode)
+        pump, limits = self.pump, self.limits
+        try:
+            exited = pump.run_until(self.start + limits.wall_s + GRACE_S)
+            self._kill()
             pump.kill_sandbox()  # the sandbox's init, and with it its pid namespace (it has its own session)
-            if group is not None:
-                group.kill()  # and everything else the sample started, wherever it went
             pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
-            code = proc.wait()
+            code = self.proc.wait()
         finally:
             pump.close()
-            if group is not None:
-                group.remove()
-        return _verdict(pump, exited, code, time.monotonic() - start, limits, mode_)
+            self.discard()
+        return _verdict(pump, exited, code, time.monotonic() - self.start, limits, self.mode)
+
+    def _kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the judge, bwrap and anything else left in its group
+        except OSError:
+            pass
+        if self.group is not None:
+            self.group.kill()  # and everything else the sample started, wherever it went
+
+    def discard(self) -> None:
+        """Kill what is left and remove the sample's cgroup and directory (idempotent)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self._kill()  # a judge never given its program: no program code ever ran in its sandbox
+            self.proc.wait()
+            for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
+         limits: Limits) -> Result:
+    return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+
+
+def run_batch(samples: list[Sample]) -> list[Result]:
+    """:func:`run_tests` for each sample in turn, one at a time, with the next sample's judge and sandbox
+    started while the current one runs (bubblewrap mode; see ``docs/sandbox.md``, "Speed").
+
+    Each sample still gets its own judge, sandbox and cgroup, created for it alone; a started-ahead
+    sandbox has run nothing of any program when its program arrives. In the weak mode (no namespaces:
+    a program could reach a waiting process of the same user) nothing is started ahead.
+    Raises :class:`SandboxUnavailable`.
+    """
+    mode_ = mode()
+    ahead = AHEAD if mode_ == "bwrap" else 0
+    results: list[Result] = []
+    waiting: list[_Judge] = []  # judges started for the next samples, in order
+    try:
+        for i, sample in enumerate(samples):
+            judge = waiting.pop(0) if waiting else _Judge(mode_, sample)
+            judge.begin()
+            while len(waiting) < ahead and i + 1 + len(waiting) < len(samples):
+                waiting.append(_Judge(mode_, samples[i + 1 + len(waiting)]))
+            results.append(judge.finish())
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for judge in waiting:
+            judge.discard()
+    return results
 
 
 def _sample_cgroup(judge_pid: int, limits: Limits) -> cgroups.SampleCgroup | None:
@@ -340,6 +575,8 @@ class _Pump:
             self.pidfd = None
 
     def exited(self) -> bool:
+        if isinstance(self.proc, _ForkedJudge):  # the service's child: a zombie until the harness asks
+            return self.proc.exited()
         try:  # WNOWAIT: the child stays a zombie, so its pid (and pgid) cannot be reused before we kill
             return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:  # reaped elsewhere (e.g. SIGCHLD ignored)
@@ -356,6 +593,11 @@ class _Pump:
             step = remaining if self.pidfd is not None else min(remaining, 0.02)
             for key, _ in self.sel.select(step):
                 self._handle(key)
+
+    def poll(self) -> None:
+        """Whatever can be written or read without waiting."""
+        for key, _ in self.sel.select(0):
+            self._handle(key)
 
     def _handle(self, key) -> None:
         name = key.data

@@ -29,7 +29,7 @@ import re
 
 from grpo_bench import hookimpl
 from grpo_bench.rewards import completion_text
-from grpo_bench.sandbox import Limits, run_tests
+from grpo_bench.sandbox import Limits, Sample, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +47,46 @@ def extract_program(text: str) -> str:
     return blocks[-1][1] if blocks else text
 
 
-def score_one(completion, tests, entry_point=None, setup_code=None, program_prefix=None,
-              time_limit_s=None) -> float | None:
-    """The reward for one completion (see the module docstring)."""
-    if not tests:
-        return None
+def _sample(completion, tests, entry_point=None, setup_code=None, program_prefix=None, time_limit_s=None) -> Sample:
     program = extract_program(completion_text(completion))
     if program_prefix:
         program = f"{program_prefix}\n\n{program}"
-    result = run_tests(program, tests, entry_point=entry_point or None, setup_code=setup_code or "",
-                       trusted_prefix=program_prefix or "", limits=Limits(wall_s=float(time_limit_s or WALL_S)))
+    return Sample(program, tests, entry_point=entry_point or None, setup_code=setup_code or "",
+                  trusted_prefix=program_prefix or "", limits=Limits(wall_s=float(time_limit_s or WALL_S)))
+
+
+def _score(result) -> float | None:
     if result.status == "error":
         log.warning("code_tests: judge failed, scoring None: %s", result.reason)
         return None
     return 1.0 if result.passed else 0.0
 
 
+def score_one(completion, tests, entry_point=None, setup_code=None, program_prefix=None,
+              time_limit_s=None) -> float | None:
+    """The reward for one completion (see the module docstring)."""
+    if not tests:
+        return None
+    return _score(run_batch([_sample(completion, tests, entry_point, setup_code, program_prefix, time_limit_s)])[0])
+
+
 def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=None, program_prefix=None,
                time_limit_s=None, **kwargs) -> list[float | None]:
-    """1.0 when the completion's program passes the ``tests`` column, 0.0 when not, None: n/a."""
+    """1.0 when the completion's program passes the ``tests`` column, 0.0 when not, None: n/a.
+
+    The batch runs one sample at a time through :func:`grpo_bench.sandbox.run_batch`, which starts the
+    next samples' sandboxes while one runs (each sample still gets a fresh sandbox of its own)."""
 
     def col(values, i):
         return values[i] if values is not None else None
 
-    return [score_one(c, col(tests, i), col(entry_point, i), col(setup_code, i), col(program_prefix, i),
-                      col(time_limit_s, i)) for i, c in enumerate(completions)]
+    rows = [i for i in range(len(completions)) if col(tests, i)]
+    samples = [_sample(completions[i], col(tests, i), col(entry_point, i), col(setup_code, i), col(program_prefix, i),
+                       col(time_limit_s, i)) for i in rows]
+    scores: list[float | None] = [None] * len(completions)
+    for i, result in zip(rows, run_batch(samples) if samples else []):
+        scores[i] = _score(result)
+    return scores
 
 
 @hookimpl
