@@ -106,3 +106,75 @@ def test_dry_run_estimates_time_from_finished_runs(tmp_path):
     text = describe(plan, reg)
     assert ("time: about 1.5 min per trained run (median of 2 finished here, on Test CPU x2), so about 1.5 min "
             "for the 1 pending trained runs") in text
+
+
+def test_run_suite_takes_a_plain_reward_function_and_algorithm_class(tmp_path):
+    """No packaging, no decorator: the objects are added for this call by the names the suite uses,
+    the run trains with them, and the process-wide registry is left as it was."""
+    import grpo_bench
+    from grpo_bench.registry import default_registry
+
+    suite = tmp_path / "plain.toml"
+    suite.write_text(PLAIN_SUITE)
+    PlainREINFORCE = _plain_reinforce_class()
+    out = grpo_bench.run_suite(suite, tmp_path / "r", rewards={"vowel_share": vowel_share},
+                               algorithms={"plain_reinforce": PlainREINFORCE})
+    run = out / "runs" / "plain_reinforce" / "seed0"
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert "plain_reinforce_adv_abs" in row and "reward/vowel_share" in row
+    assert row.get("reward_error/vowel_share", 0) == 0
+    assert PlainREINFORCE.name == "plain_reinforce"
+    assert "vowel_share" not in default_registry().names("rewards")
+    assert "plain_reinforce" not in default_registry().names("algorithms")
+
+
+def test_run_suite_refuses_a_wrong_object_or_a_taken_name(tmp_path):
+    import grpo_bench
+    import pytest
+    from grpo_bench.errors import UserError
+
+    suite = tmp_path / "plain.toml"
+    suite.write_text(PLAIN_SUITE)
+    with pytest.raises(UserError, match="algorithm 'plain_reinforce' must be a subclass of grpo_bench.algorithm.Algorithm"):
+        grpo_bench.run_suite(suite, tmp_path / "r", algorithms={"plain_reinforce": dict})
+    with pytest.raises(UserError, match="reward 'format' already registered by entry point"):
+        grpo_bench.run_suite(suite, tmp_path / "r", rewards={"format": len})
+    assert not (tmp_path / "r").exists()
+
+
+def vowel_share(prompts, completions, **columns):
+    """A plain reward function (TRL's contract): the share of vowels in each completion."""
+    return [sum(ch in "aeiou" for ch in c) / max(1, len(c)) for c in completions]
+
+
+def _plain_reinforce_class():
+    from grpo_bench.algorithm import Algorithm, seq_mean
+
+    class PlainREINFORCE(Algorithm):
+        """A plain algorithm class, not decorated: -(1/N) sum_i A_i mean_t logp."""
+
+        def loss(self, batch, stats):
+            stats.mean("plain_reinforce_adv_abs", batch.advantages.abs())
+            return -(seq_mean(batch.logp, batch.mask) * batch.advantages).sum() / batch.num_completions
+
+    return PlainREINFORCE
+
+
+PLAIN_SUITE = """
+[suite]
+model = "tiny-random"
+engine = "hf"
+[train]
+benchmark = "arith"
+steps = 1
+prompts_per_step = 2
+group_size = 2
+max_new_tokens = 6
+mu = 1
+rewards = ["vowel_share"]
+[eval]
+benchmarks = [{ name = "arith", limit = 2 }]
+max_new_tokens = 6
+[[variants]]
+algorithm = "plain_reinforce"
+"""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..registry import Registry
+from ..registry import Registry, did_you_mean, load_modules
 from .schema import (
     CLAIM_KINDS,
     TRACKERS,
@@ -113,7 +113,7 @@ def _build(cls: type, table: Any, where: str) -> Any:
     kwargs = {}
     for key, value in table.items():
         if key not in hints:
-            raise SuiteError(f"{where}.{key}: unknown key (known: {', '.join(names)})")
+            raise SuiteError(f"{where}.{key}: unknown key{did_you_mean(key, names)} (known: {', '.join(names)})")
         kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
 
@@ -207,7 +207,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     known = {"suite", "train", "eval", "variants", "claims"}
     for key in data:
         if key not in known:
-            raise err(key, f"unknown key (known: {', '.join(sorted(known))})")
+            raise err(key, f"unknown key{did_you_mean(key, sorted(known))} (known: {', '.join(sorted(known))})")
     try:
         meta = _build(SuiteMeta, data.get("suite", {}), "suite")
         train = _build(TrainSection, data.get("train", {}), "train")
@@ -218,6 +218,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise SuiteError(f"{path}: {exc}") from None
 
     meta.name = meta.name or path.stem
+    load_suite_plugins(registry, meta.plugins, path, err)
     check_name(meta.name, lambda msg: err("suite.name", msg))
     check_settings(meta, ev, err)
     unknown = set(meta.resources) - {"cpus", "gpus"}
@@ -319,6 +320,15 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     suite.overrides = list(overrides or [])
     suite.claims = check_claims(claims, suite, err)
     return suite
+
+
+def load_suite_plugins(registry: Registry, modules: list[str], path: Path, err) -> None:
+    """Import the suite's ``[suite] plugins`` modules (the suite's folder first) into ``registry``;
+    a module that fails to import, misspells a hook or offers a taken name stops the load (one line)."""
+    try:
+        load_modules(registry, modules, "suite.plugins", folder=Path(path).resolve().parent)
+    except UserError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
 
 
 def resolve_versions(registry: Registry, train: TrainSection, ev: EvalSection, err) -> None:

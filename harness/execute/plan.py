@@ -54,12 +54,12 @@ class Plan:
 
 def shared_config(resolved: dict) -> dict:
     """What every run of a suite shares, hence what the suite's config hash covers: the resolved config
-    less the variants, the seeds and the resources (so a suite may grow new variants and seeds and
+    less the variants, the seeds, the resources and the plugin modules (so a suite may grow new variants and seeds and
     reuse its finished runs; a run's own variant is checked per run by :func:`check_finished`)."""
     shared = copy.deepcopy(resolved)
     shared.pop("variants", None)
     shared.pop("claims", None)  # analysis only: claims never change a run
-    for key in ("seeds", "resources"):
+    for key in ("seeds", "resources", "plugins"):
         shared.get("suite", {}).pop(key, None)
     if "train" in shared:  # keys at the value that reproduces folders written before they existed
         shared["train"] = without_legacy_values(shared["train"])

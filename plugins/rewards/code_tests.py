@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 
-from grpo_bench import hookimpl
+from grpo_bench import register_reward
 from grpo_bench.rewards import completion_text
 from grpo_bench.sandbox import Limits, run_tests
 
@@ -63,6 +63,7 @@ def score_one(completion, tests, entry_point=None, setup_code=None, program_pref
     return 1.0 if result.passed else 0.0
 
 
+@register_reward("code_tests")
 def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=None, program_prefix=None,
                time_limit_s=None, **kwargs) -> list[float | None]:
     """1.0 when the completion's program passes the ``tests`` column, 0.0 when not, None: n/a."""
@@ -72,8 +73,3 @@ def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=No
 
     return [score_one(c, col(tests, i), col(entry_point, i), col(setup_code, i), col(program_prefix, i),
                       col(time_limit_s, i)) for i, c in enumerate(completions)]
-
-
-@hookimpl
-def grpo_bench_rewards():
-    return {"code_tests": code_tests}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 
-from grpo_bench import hookimpl
+from grpo_bench import register_reward
 from grpo_bench.rewards import completion_text
 
 # we pass timeouts of None on purpose (the harness bounds each call); silence the reminder
@@ -131,16 +131,13 @@ def check_answer(gold: str, completion: str) -> float | None:
     return 1.0 if verify(gold_parsed, pred, timeout_seconds=None) else 0.0
 
 
+@register_reward("math_verify")
 def math_verify(prompts, completions, answer, **kwargs) -> list[float | None]:
     """Answer correctness against the ``answer`` column, via the math-verify package."""
     return [check_answer(gold, completion_text(c)) for gold, c in zip(answer, completions)]
 
 
+@register_reward("format")
 def boxed_format(prompts, completions, **kwargs) -> list[float]:
     """1.0 when the completion contains a complete ``\\boxed{...}`` answer, else 0.0."""
     return [1.0 if last_boxed(completion_text(c)) is not None else 0.0 for c in completions]
-
-
-@hookimpl
-def grpo_bench_rewards():
-    return {"math_verify": math_verify, "format": boxed_format}
