@@ -34,12 +34,16 @@ says another ``name`` is refused at definition (a ``TypeError``: the name is wri
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
 #: what the decorators declared: module name -> kind -> {registered name: object}, in definition order
 DECLARED: dict[str, dict[str, dict[str, Any]]] = {}
+
+#: module name -> the module object whose declarations DECLARED holds (a re-import starts afresh)
+_OWNERS: dict[str, Any] = {}
 
 #: the kinds whose objects carry their registered name as ``name``
 NAMED_KINDS = ("algorithms", "benchmarks", "engines", "executors")
@@ -57,11 +61,20 @@ def declare(kind: str, name: str, obj: T, module: str | None = None) -> T:
                             "write the name once, in the decorator")
         obj.name = name
     module = module or getattr(obj, "__module__", None) or type(obj).__module__
+    loaded = sys.modules.get(module)
+    if loaded is not None and _OWNERS.get(module) is not loaded:  # a fresh import: forget the old module's
+        DECLARED.pop(module, None)
+        _OWNERS[module] = loaded
     table = DECLARED.setdefault(module, {}).setdefault(kind, {})
-    if name in table and table[name] is not obj:
+    old = table.get(name)
+    if old is not None and old is not obj and _qualname(old) != _qualname(obj):
         raise TypeError(f"register_{kind[:-1]}({name!r}): {module} declares {name!r} twice")
-    table[name] = obj
+    table[name] = obj  # the same definition run again (a reload) replaces the old one
     return obj
+
+
+def _qualname(obj: Any) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__qualname__
 
 
 def _decorator(kind: str) -> Callable[[str], Callable[[T], T]]:

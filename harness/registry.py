@@ -44,9 +44,9 @@ class Entry:
     source: str  # "entry point <ep> (<dist> <version>)" or "module <name>"
 
 
-def did_you_mean(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str], n: int = 3) -> str:
     """``"; did you mean 'x'?"`` (or up to three: ``'x' or 'y'``) for the closest of ``known`` (difflib), else ``""``."""
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(name), known, n=n, cutoff=0.6)
     return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
@@ -117,12 +117,12 @@ class Registry:
             bad = [n for n in vars(self.pm.hook) if not n.startswith("_") and not getattr(self.pm.hook, n).has_spec()
                    and any(i.plugin is plugin for i in getattr(self.pm.hook, n).get_hookimpls())]
             for hook in bad:
-                self.errors.append(f"{source}: unknown hook {hook!r}{did_you_mean(hook, list(HOOKS))}")
+                self.errors.append(f"{source}: unknown hook {hook!r}{did_you_mean(hook, list(HOOKS), n=1)}")
             self.pm.unregister(plugin)
             return
         for attr, value in vars(plugin).items() if hasattr(plugin, "__dict__") else ():
             if attr.startswith("grpo_bench_") and callable(value) and self.pm.parse_hookimpl_opts(plugin, attr) is None:
-                hint = did_you_mean(attr, list(HOOKS)) if attr not in HOOKS else ""
+                hint = did_you_mean(attr, list(HOOKS), n=1) if attr not in HOOKS else ""
                 self.errors.append(f"{source}: {attr} is not marked @hookimpl (from grpo_bench import hookimpl){hint}")
 
     def _call_hook(self, kind: str, impl: Any, source: str) -> dict:
@@ -229,9 +229,10 @@ def load_modules(registry: Registry, names: list[str], where: str = "plugins", f
             module = _import_from(name, folder)
         except Exception as exc:
             raise UserError(f"{key}: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
-        errors = registry.add_plugin(module, source=f"module {name}")
+        errors = registry.copy().add_plugin(module, source=f"module {name}")  # a trial: a bad module changes nothing
         if errors:
             raise UserError(f"{key}: {errors[0].removesuffix('; ignored')}")
+        registry.add_plugin(module, source=f"module {name}")
         import cloudpickle
 
         if not module.__name__.startswith(f"{PROJECT}."):

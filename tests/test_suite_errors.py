@@ -139,7 +139,7 @@ DID_YOU_MEAN = [
      "eval.benchmarks[0].name: unknown benchmark 'arith_hard'; did you mean 'arith-hard'"),
     ("advantage", GOOD.replace('algorithm = "grpo"', 'algorithm = "grpo"\noptions = { advantage = "grup" }'),
      "variants[0].options: grpo: option 'advantage': unknown advantage 'grup'; did you mean 'group'"),
-    ("section", GOOD.replace("[train]", "[trian]"), "trian: unknown key; did you mean 'train'?"),
+    ("section", GOOD.replace("[train]", "[trian]"), "trian: unknown key; did you mean 'train'"),
     ("key", GOOD.replace("steps = 1", "setps = 1"), "train.setps: unknown key; did you mean 'steps'?"),
 ]
 CASES += [(f"did you mean {label}", text, needle) for label, text, needle in DID_YOU_MEAN]

@@ -336,7 +336,8 @@ def resolve_versions(registry: Registry, train: TrainSection, ev: EvalSection, e
     ``train.benchmark_version``); a version the benchmark lacks, or an eval target of the train benchmark at
     another version than train (a version's test is held out from that version's train only), is refused."""
     def check(name: str, version: int, key: str) -> int:
-        bench = registry.get("benchmarks", name)
+        name_key = "train.benchmark" if key.startswith("train.") else key.rsplit(".", 1)[0] + ".name"
+        bench = _check_plugin(registry, "benchmarks", name, err, name_key)
         if version == 0:
             return bench.version
         if version not in bench.versions:
