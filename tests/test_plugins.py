@@ -319,3 +319,52 @@ def test_suite_plugins_stay_out_of_the_config_hash(tmp_path):
     a, b = (make_plan(load_suite(p, reg), reg, tmp_path / "r").record for p in (plain, named))
     assert "plugins" not in a["config"]["suite"] and b["config"]["suite"]["plugins"] == ["empty_plug"]
     assert a["config_hash"] == b["config_hash"]
+
+
+def test_a_decorated_benchmark_class_becomes_its_instance_and_plain_objects_join_a_copy():
+    from grpo_bench.benchmark import Benchmark, Problem
+    from grpo_bench.registry import default_registry, with_objects
+
+    reg = Registry()
+    mod = module_object("bench_plug", "from grpo_bench import register_benchmark\n"
+                                      "from grpo_bench.benchmark import Benchmark, Problem\n\n"
+                                      "@register_benchmark('echo')\nclass Echo(Benchmark):\n"
+                                      "    splits = ('test',)\n    eval_reward = 'format'\n"
+                                      "    def load_split(self, split):\n        return [Problem('e/0', 'say 1', '1')]\n")
+    assert reg.add_plugin(mod) == []
+    bench = reg.get("benchmarks", "echo")
+    assert isinstance(bench, Benchmark) and bench.name == "echo" and bench.problems("test")[0].answer == "1"
+
+    class Plain(Benchmark):  # no decorator, no name: run_suite(benchmarks=...) names it
+        splits = ("test",)
+
+        def load_split(self, split):
+            return [Problem("p/0", "q", "a")]
+
+    copy = with_objects(default_registry(), "run_suite()", benchmarks={"plain_bench": Plain})
+    assert copy.get("benchmarks", "plain_bench").name == "plain_bench"
+    assert "plain_bench" not in default_registry().names("benchmarks")
+
+
+def test_a_decorated_advantage_estimator_is_an_algorithm_option():
+    import torch
+    from grpo_bench.algorithm import compute_advantages
+    from grpo_bench.errors import UserError
+    from grpo_bench.plugins.algorithms.grpo import GRPO
+
+    with pytest.raises(UserError, match="option 'advantage': unknown advantage 'rank_test'"):
+        GRPO(advantage="rank_test")
+    reg = Registry()
+    assert reg.add_plugin(module_object("adv_plug", '''
+from grpo_bench import register_advantage
+
+@register_advantage("rank_test")
+def rank_advantage(rewards, lengths, *, delta, std):
+    g = rewards.shape[1]
+    return (rewards.argsort(dim=1).argsort(dim=1).to(rewards.dtype) - (g - 1) / 2) / g
+''')) == [] and reg.names("advantages") == ["rank_test"]
+    algo = GRPO(advantage="rank_test")
+    rewards = torch.tensor([[0.0, 2.0, 1.0], [5.0, 4.0, 3.0]], dtype=torch.float64)
+    out = algo.advantages(rewards, torch.ones_like(rewards))
+    assert out.tolist() == [[-1 / 3, 1 / 3, 0.0], [1 / 3, 0.0, -1 / 3]]  # (rank - 1) / 3, worked by hand
+    assert torch.equal(compute_advantages(rewards, torch.ones_like(rewards), "rank_test", 1e-4), out)

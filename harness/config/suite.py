@@ -280,7 +280,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("eval.every", "needs at least one eval.benchmarks target")
     for i, name in enumerate(meta.report_to):  # the packages are checked now, not mid-run
         if name not in TRACKERS:
-            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r}{did_you_mean(name, list(TRACKERS))} "
+                                              f"(known: {', '.join(TRACKERS)})")
         if importlib.util.find_spec(TRACKERS[name]) is None:
             raise err(f"suite.report_to[{i}]", f"{name!r} needs the {TRACKERS[name]} package: "
                       "pip install 'grpo-bench[trackers]'")
@@ -314,7 +315,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     if not 0 < meta.equivalence_margin < 1:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
-        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
+        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name"
+                  f"{did_you_mean(meta.positive_control, sorted(seen))} (variants: {', '.join(sorted(seen))})")
     check_model(meta.model, lambda msg: err("suite.model", msg))
     suite = Suite(path, meta, train, ev, variants)
     suite.overrides = list(overrides or [])
@@ -366,7 +368,8 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
         where = f"claims[{i}]"
         for key in ("variant", "reference"):
             if getattr(c, key) not in variants:
-                raise err(f"{where}.{key}", f"{getattr(c, key)!r} is not a variant name (variants: {', '.join(variants)})")
+                raise err(f"{where}.{key}", f"{getattr(c, key)!r} is not a variant name{did_you_mean(getattr(c, key), variants)} "
+                                           f"(variants: {', '.join(variants)})")
         if c.variant == c.reference:
             raise err(f"{where}.reference", f"the same variant as claims[{i}].variant ({c.variant!r})")
         if c.kind not in CLAIM_KINDS:
