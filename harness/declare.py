@@ -85,7 +85,8 @@ def _decorator(kind: str) -> Callable[[str], Callable[[T], T]]:
         return decorate
 
     register.__name__ = f"register_{kind[:-1]}"
-    register.__doc__ = f"``@register_{kind[:-1]}(name)``: declare a {kind[:-1]} under ``name`` (see :mod:`grpo_bench.declare`)."
+    register.__doc__ = (f"``@register_{kind[:-1]}(name)``: declare a {kind[:-1]} under ``name`` "
+                        "(see :mod:`grpo_bench.declare`).")
     return register
 
 

@@ -69,16 +69,16 @@ class Registry:
     tables: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     errors: list[str] = field(default_factory=list)
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_pm())
-    #: ids of the plugins added (a plugin rejected by pluggy is unregistered but stays added)
-    added: set[int] = field(default_factory=set)
+    #: the plugins added, by id (a plugin rejected by pluggy is unregistered but stays added)
+    added: dict[int, Any] = field(default_factory=dict)
 
     def add_plugin(self, plugin: Any, source: str | None = None) -> list[str]:
         """Register a plugin module/object: collect what its hooks return and what its decorators
         declared. Returns the errors this plugin caused (also appended to ``errors``)."""
         name = getattr(plugin, "__name__", None) or repr(plugin)
-        if id(plugin) in self.added:
+        if self.added.get(id(plugin)) is plugin:
             return []
-        self.added.add(id(plugin))
+        self.added[id(plugin)] = plugin
         source = source or f"module {name}"
         before = len(self.errors)
         self.pm.register(plugin, name=f"{name}#{id(plugin)}")
@@ -171,7 +171,7 @@ class Registry:
     def copy(self) -> "Registry":
         """A registry with the same tables and errors, which can grow without changing this one."""
         out = Registry({k: dict(v) for k, v in self.tables.items()}, list(self.errors))
-        out.added = set(self.added)
+        out.added = dict(self.added)
         return out
 
 

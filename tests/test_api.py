@@ -135,7 +135,7 @@ def test_run_suite_refuses_a_wrong_object_or_a_taken_name(tmp_path):
 
     suite = tmp_path / "plain.toml"
     suite.write_text(PLAIN_SUITE)
-    with pytest.raises(UserError, match="algorithm 'plain_reinforce' must be a subclass of grpo_bench.algorithm.Algorithm"):
+    with pytest.raises(UserError, match="algorithm 'plain_reinforce' must be a subclass of grpo_bench.algorithm"):
         grpo_bench.run_suite(suite, tmp_path / "r", algorithms={"plain_reinforce": dict})
     with pytest.raises(UserError, match="reward 'format' already registered by entry point"):
         grpo_bench.run_suite(suite, tmp_path / "r", rewards={"format": len})

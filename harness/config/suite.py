@@ -368,7 +368,8 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
         where = f"claims[{i}]"
         for key in ("variant", "reference"):
             if getattr(c, key) not in variants:
-                raise err(f"{where}.{key}", f"{getattr(c, key)!r} is not a variant name{did_you_mean(getattr(c, key), variants)} "
+                name = getattr(c, key)
+                raise err(f"{where}.{key}", f"{name!r} is not a variant name{did_you_mean(name, variants)} "
                                            f"(variants: {', '.join(variants)})")
         if c.variant == c.reference:
             raise err(f"{where}.reference", f"the same variant as claims[{i}].variant ({c.variant!r})")

@@ -77,7 +77,8 @@ def make_executor(registry: Registry, name: str, flags: dict) -> Executor:
     takes = [f for f, key in CLI_OPTIONS.items() if key in cls.cli_options]
     for flag in given:
         if CLI_OPTIONS[flag] not in cls.cli_options:
-            others = [n for n in registry.names("executors") if CLI_OPTIONS[flag] in registry.get("executors", n).cli_options]
+            others = [n for n in registry.names("executors")
+                      if CLI_OPTIONS[flag] in registry.get("executors", n).cli_options]
             raise UserError(f"{flag} is not an option of --executor {name} (it takes: {', '.join(takes) or 'none'}); "
                             f"executors that take it: {', '.join(others) or 'none'}")
     return cls(**{CLI_OPTIONS[flag]: value for flag, value in given.items()})
