@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .declare import DECLARED, declared_by, register_advantage
 from .errors import UserError
 
 
@@ -69,6 +70,7 @@ class Stats:
         return out | self._max
 
 
+#: the built-in advantage estimators (registered below with ``@register_advantage``; plugins may add more)
 ADVANTAGES = ("group", "group_mean", "length_corrected", "batch_std")
 AGGREGATIONS = ("seq_mean", "token_mean", "constant")
 RATIO_LEVELS = ("token", "trajectory", "sequence")
@@ -80,6 +82,11 @@ def choice(default: str, choices: tuple[str, ...]) -> Any:
     return field(default=default, metadata={"choices": choices})
 
 
+def advantage_option(default: str) -> Any:
+    """The ``advantage`` option: the name of a registered advantage estimator (checked by :func:`parse_options`)."""
+    return field(default=default, metadata={"registered": "advantages"})
+
+
 @dataclass
 class Options:
     """Options every variant has. Subclasses add theirs; all are recorded in the run's config."""
@@ -89,7 +96,7 @@ class Options:
     std: str = choice("unbiased", ("unbiased", "population"))  # std divides by G-1 (torch.std, TRL) or G
     #: group: (r - mean_G r)/(std_G r + delta); group_mean: r - mean_G r; length_corrected: group-normalised
     #: r/|o| (TIC-GRPO); batch_std: (r - mean_G r)/(std over the whole batch of r + delta) (TRL scale_rewards="batch")
-    advantage: str = choice("group", ADVANTAGES)
+    advantage: str = advantage_option("group")
     #: seq_mean: (1/N) sum_i (1/|o_i|) sum_t (GRPO); token_mean: (1/sum_i |o_i|) sum_i sum_t over the whole
     #: batch (DAPO, BNPO); constant: (1/(N L)) sum_i sum_t, L = the run's max_new_tokens (Dr.GRPO)
     aggregation: str = choice("seq_mean", AGGREGATIONS)
@@ -113,7 +120,8 @@ class RatioOptions(Options):
 
 
 class Algorithm:
-    """Subclass, set ``name`` and ``Options``, implement :meth:`loss` (and :meth:`advantages` if needed)."""
+    """Subclass, name it with ``@register_algorithm("name")`` (which sets ``name``), set ``Options``,
+    implement :meth:`loss` (and :meth:`advantages` if needed)."""
 
     name: ClassVar[str]
     Options: ClassVar[type] = Options
@@ -178,7 +186,13 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
     for f in dataclasses.fields(cls):
         allowed = f.metadata.get("choices")
         if allowed and getattr(opts, f.name) not in allowed:
-            raise UserError(f"{where}: option {f.name!r} must be one of {', '.join(allowed)}; got {getattr(opts, f.name)!r}")
+            raise UserError(f"{where}: option {f.name!r} must be one of {', '.join(allowed)}; got "
+                            f"{getattr(opts, f.name)!r}{_did_you_mean(getattr(opts, f.name), allowed)}")
+        if f.metadata.get("registered") == "advantages":
+            try:
+                advantage_estimator(getattr(opts, f.name))
+            except UserError as exc:
+                raise UserError(f"{where}: option {f.name!r}: {exc}") from None
     if not opts.delta > 0:  # a group of equal rewards has std 0: (r - mean) / (0 + 0) is NaN
         raise UserError(f"{where}: option 'delta' must be > 0 (it keeps the advantage finite when a group's "
                         f"rewards are all equal), got {opts.delta!r}")
@@ -187,21 +201,59 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
 
 def compute_advantages(rewards: torch.Tensor, lengths: torch.Tensor, how: str, delta: float,
                        std: str = "unbiased") -> torch.Tensor:
-    """``[P, G]`` rewards -> advantages (see :class:`Options` ``advantage``)."""
+    """``[P, G]`` rewards -> advantages by the estimator registered as ``how`` (see :class:`Options` ``advantage``)."""
     if rewards.numel() == 0:  # dynamic sampling may leave no group
         return rewards.clone()
-    if how == "group":
-        return group_normalize(rewards, delta, std)
-    if how == "length_corrected":
-        return group_normalize(rewards / lengths.clamp(min=1), delta, std)
+    return advantage_estimator(how)(rewards, lengths, delta=delta, std=std)
+
+
+def advantage_estimator(name: str):
+    """The advantage estimator registered as ``name``: a built-in of this module, else one a plugin
+    registered (``@register_advantage`` or the ``grpo_bench_advantages`` hook); an unknown name is a
+    :class:`UserError` with "did you mean"."""
+    builtin = declared_by(__name__).get("advantages", {})
+    if name in builtin:
+        return builtin[name]
+    for declared in DECLARED.values():  # decorated in any module imported so far (a suite's plugins too)
+        if name in declared.get("advantages", {}):
+            return declared["advantages"][name]
+    from .registry import default_registry
+
+    return default_registry().get("advantages", name)
+
+
+def _did_you_mean(name: Any, known: tuple[str, ...]) -> str:
+    from .registry import did_you_mean
+
+    return did_you_mean(name, list(known))
+
+
+@register_advantage("group")
+def group_advantage(rewards: torch.Tensor, lengths: torch.Tensor, *, delta: float, std: str) -> torch.Tensor:
+    """A_i = (r_i - mean_G r) / (std_G r + delta) (GRPO)."""
+    return group_normalize(rewards, delta, std)
+
+
+@register_advantage("group_mean")
+def group_mean_advantage(rewards: torch.Tensor, lengths: torch.Tensor, *, delta: float, std: str) -> torch.Tensor:
+    """A_i = r_i - mean_G r (Dr.GRPO)."""
+    return rewards - rewards.mean(dim=1, keepdim=True)
+
+
+@register_advantage("length_corrected")
+def length_corrected_advantage(rewards: torch.Tensor, lengths: torch.Tensor, *, delta: float,
+                               std: str) -> torch.Tensor:
+    """The group normalisation of r_i / |o_i| (TIC-GRPO)."""
+    return group_normalize(rewards / lengths.clamp(min=1), delta, std)
+
+
+@register_advantage("batch_std")
+def batch_std_advantage(rewards: torch.Tensor, lengths: torch.Tensor, *, delta: float, std: str) -> torch.Tensor:
+    """A_i = (r_i - mean_G r) / (std of every reward in the batch + delta) (TRL ``scale_rewards="batch"``)."""
     centred = rewards - rewards.mean(dim=1, keepdim=True)
-    if how == "group_mean":
-        return centred
-    if how == "batch_std":
-        if rewards.numel() < 2:
-            return centred * 0
-        return centred / (rewards.std(correction=1 if std == "unbiased" else 0) + delta)
-    raise UserError(f"unknown advantage {how!r} (known: {', '.join(ADVANTAGES)})")
+    if rewards.numel() < 2:
+        return centred * 0
+    return centred / (rewards.std(correction=1 if std == "unbiased" else 0) + delta)
 
 
 def aggregate(x: torch.Tensor, batch: PolicyBatch, how: str, max_new_tokens: int = 0) -> torch.Tensor:

@@ -15,18 +15,25 @@ from .errors import UserError
 
 
 def run_suite(suite: str | Path, results_dir: str | Path = "results", overrides: list[str] | None = None,
-              variants: list[str] | None = None, verbose: bool = False) -> Path:
+              variants: list[str] | None = None, verbose: bool = False, *, rewards: dict | None = None,
+              algorithms: dict | None = None, benchmarks: dict | None = None) -> Path:
     """Run a suite file (as ``grpo-bench run``); returns the suite's results folder.
 
     ``overrides``: ``--set`` items such as ``["train.steps=50", "variants.grpo.eps_high=0.28"]``.
+    ``rewards``, ``algorithms``, ``benchmarks``: plain Python objects by the name the suite uses, added
+    for this call only (no packaging, no decorator): ``{"short": fn}`` with ``fn(prompts, completions,
+    **columns)``, ``{"plain_pg": PlainPG}`` (an :class:`~grpo_bench.algorithm.Algorithm` subclass),
+    ``{"mine": MyBenchmark}`` (a :class:`~grpo_bench.benchmark.Benchmark` subclass or instance). A
+    name that is taken, or an object of the wrong kind, is a :class:`~grpo_bench.errors.UserError`.
     """
     from .config import load_suite
     from .execute import runner
     from .execute.logs import setup_console
-    from .registry import default_registry
+    from .registry import default_registry, with_objects
 
     setup_console(verbose)
-    registry = default_registry()
+    registry = with_objects(default_registry(), "run_suite()", rewards=rewards, algorithms=algorithms,
+                            benchmarks=benchmarks)
     loaded = load_suite(suite, registry, overrides)
     return runner.run_suite(loaded, registry, Path(results_dir), variants, verbose=verbose)
 

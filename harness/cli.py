@@ -12,7 +12,7 @@ from .errors import UserError
 def _cmd_run(args) -> int:
     from .config import load_suite
     from .execute import run_suite
-    from .execute.executors import LocalExecutor, RunsFailed
+    from .execute.executors import RunsFailed, make_executor
     from .execute.plan import parse_shard
     from .registry import default_registry
 
@@ -29,14 +29,8 @@ def _cmd_run(args) -> int:
             staged = plan_looks(suite, args.max_seeds, args.stage)
             print(f"until decided: looks at {staged['looks']} seeds (seeds {staged['seeds']}); {staged['procedure']}")
         return 0
-    if args.executor == "ray":
-        from .execute.ray_executor import RayExecutor
-
-        executor = RayExecutor(args.address, args.cpus_per_run, args.gpus_per_run)
-    elif args.address or args.cpus_per_run is not None or args.gpus_per_run is not None:
-        raise UserError("--address, --cpus-per-run and --gpus-per-run need --executor ray")
-    else:
-        executor = LocalExecutor()
+    executor = make_executor(registry, args.executor, {"--address": args.address, "--cpus-per-run": args.cpus_per_run,
+                                                      "--gpus-per-run": args.gpus_per_run})
     outcomes = []
     if args.until_decided:
         return _run_until_decided(args, suite, registry, executor)
@@ -200,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="suite file (TOML)")
     run.add_argument("--results-dir", default="results", help="results root (default: results)")
     run.add_argument("--variant", action="append", help="run only this variant (repeatable)")
-    run.add_argument("--executor", choices=["local", "ray"], default="local",
-                     help="local: every run in this process (default); ray: one Ray task per run")
+    run.add_argument("--executor", default="local", metavar="NAME",
+                     help="a registered executor (grpo-bench plugins): local, every run in this process (default); "
+                          "ray, one Ray task per run")
     run.add_argument("--address", help="Ray cluster to join (auto, ray://host:port); default: start a local one")
     run.add_argument("--cpus-per-run", type=float, help="Ray: CPUs per run (default: [suite] resources.cpus)")
     run.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run (default: [suite] resources.gpus)")

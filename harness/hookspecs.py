@@ -1,16 +1,21 @@
-"""The plugin hooks: the four things a plugin can add, and the rules each must keep.
+"""The plugin hooks: the six things a plugin can add, and the rules each must keep.
 
-A plugin is any module (or object) that implements some of these hooks, exposed through the
-entry-point group ``grpo_bench`` in its ``pyproject.toml``::
+A plugin is any module (or object) that implements some of these hooks, or names its objects with
+the decorators of :mod:`grpo_bench.declare` (``@register_reward("name")``, ...: the simpler way,
+which fills the same tables), exposed through the entry-point group ``grpo_bench`` in its
+``pyproject.toml``::
 
     [project.entry-points.grpo_bench]
     my_plugin = "my_package.my_plugin"
 
-Each hook takes no arguments and returns a ``{name: object}`` mapping. The built-ins in
-``plugins/`` are registered the same way. Rules the registry enforces (:mod:`grpo_bench.registry`):
+or named by a suite (``[suite] plugins = ["my_module"]``, no packaging). Each hook takes no
+arguments and returns a ``{name: object}`` mapping. The built-ins in ``plugins/`` are registered
+the same way. Rules the registry enforces (:mod:`grpo_bench.registry`):
 
 - a name is registered once; a second plugin offering the same name is ignored and reported;
-- for algorithms, benchmarks and engines the key must equal the object's ``name`` attribute;
+- for algorithms, benchmarks, engines and executors the key must equal the object's ``name``;
+- each object must be of its kind (the base class below, or a function for rewards and advantages);
+- a hook whose name is not one of these (``grpo_bench_reward``) is reported with the nearest name;
 - a hook that raises, or returns something other than a dict, is reported (``grpo-bench plugins``)
   and the other plugins still load.
 """
@@ -65,4 +70,23 @@ def grpo_bench_engines() -> dict:
 
     The rules (same samples for the same seed, weights synced after every step, EOS kept in the
     token ids, options as keyword arguments checked before any write) are in :mod:`grpo_bench.engine`.
+    """
+
+
+@hookspec
+def grpo_bench_advantages() -> dict:
+    """Advantage estimators: ``{name: fn}``, selected by an algorithm's ``advantage`` option.
+
+    ``fn(rewards, lengths, *, delta, std) -> advantages``: ``[P, G]`` float tensors in, a ``[P, G]``
+    tensor out (``lengths``: completion tokens; ``delta`` > 0 keeps a denominator away from 0; ``std``
+    is "unbiased" or "population"). Deterministic, finite for finite input, and never called with an
+    empty batch (see :func:`grpo_bench.algorithm.compute_advantages`).
+    """
+
+
+@hookspec
+def grpo_bench_executors() -> dict:
+    """Executor classes: ``{name: cls}``, subclasses of :class:`grpo_bench.execute.executors.Executor`,
+    chosen with ``grpo-bench run --executor NAME``. The contract (``execute(plan, registry)``, resumable,
+    one lock per run) is in :mod:`grpo_bench.execute.executors`.
     """

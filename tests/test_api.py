@@ -134,3 +134,75 @@ def test_evaluate_checks_its_settings_as_the_command_does(monkeypatch, kwargs, n
     with pytest.raises(UserError) as err:
         grpo_bench.evaluate("tiny-random", "arith", engine="hf", **kwargs)
     assert len(str(err.value).splitlines()) == 1 and needle in str(err.value), str(err.value)
+
+
+def test_run_suite_takes_a_plain_reward_function_and_algorithm_class(tmp_path):
+    """No packaging, no decorator: the objects are added for this call by the names the suite uses,
+    the run trains with them, and the process-wide registry is left as it was."""
+    import grpo_bench
+    from grpo_bench.registry import default_registry
+
+    suite = tmp_path / "plain.toml"
+    suite.write_text(PLAIN_SUITE)
+    PlainREINFORCE = _plain_reinforce_class()
+    out = grpo_bench.run_suite(suite, tmp_path / "r", rewards={"vowel_share": vowel_share},
+                               algorithms={"plain_reinforce": PlainREINFORCE})
+    run = out / "runs" / "plain_reinforce" / "seed0"
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert "plain_reinforce_adv_abs" in row and "reward/vowel_share" in row
+    assert row.get("reward_error/vowel_share", 0) == 0
+    assert PlainREINFORCE.name == "plain_reinforce"
+    assert "vowel_share" not in default_registry().names("rewards")
+    assert "plain_reinforce" not in default_registry().names("algorithms")
+
+
+def test_run_suite_refuses_a_wrong_object_or_a_taken_name(tmp_path):
+    import grpo_bench
+    import pytest
+    from grpo_bench.errors import UserError
+
+    suite = tmp_path / "plain.toml"
+    suite.write_text(PLAIN_SUITE)
+    with pytest.raises(UserError, match="algorithm 'plain_reinforce' must be a subclass of grpo_bench.algorithm"):
+        grpo_bench.run_suite(suite, tmp_path / "r", algorithms={"plain_reinforce": dict})
+    with pytest.raises(UserError, match="reward 'format' already registered by entry point"):
+        grpo_bench.run_suite(suite, tmp_path / "r", rewards={"format": len})
+    assert not (tmp_path / "r").exists()
+
+
+def vowel_share(prompts, completions, **columns):
+    """A plain reward function (TRL's contract): the share of vowels in each completion."""
+    return [sum(ch in "aeiou" for ch in c) / max(1, len(c)) for c in completions]
+
+
+def _plain_reinforce_class():
+    from grpo_bench.algorithm import Algorithm, seq_mean
+
+    class PlainREINFORCE(Algorithm):
+        """A plain algorithm class, not decorated: -(1/N) sum_i A_i mean_t logp."""
+
+        def loss(self, batch, stats):
+            stats.mean("plain_reinforce_adv_abs", batch.advantages.abs())
+            return -(seq_mean(batch.logp, batch.mask) * batch.advantages).sum() / batch.num_completions
+
+    return PlainREINFORCE
+
+
+PLAIN_SUITE = """
+[suite]
+model = "tiny-random"
+engine = "hf"
+[train]
+benchmark = "arith"
+steps = 1
+prompts_per_step = 2
+group_size = 2
+max_new_tokens = 6
+mu = 1
+rewards = ["vowel_share"]
+[eval]
+benchmarks = [{ name = "arith", limit = 2 }]
+max_new_tokens = 6
+[[variants]]
+algorithm = "plain_reinforce"
+"""

@@ -126,6 +126,25 @@ CASES += [
 ]
 
 
+#: a typo of a known name: the error names the nearest one
+DID_YOU_MEAN = [
+    ("algorithm", GOOD.replace('algorithm = "grpo"', 'algorithm = "grpo_no_iss"'),
+     "variants[0].algorithm: unknown algorithm 'grpo_no_iss'; did you mean 'grpo_no_is'?"),
+    ("reward", GOOD.replace("steps = 1", 'steps = 1\nrewards = ["math_verfy"]'),
+     "train.rewards[0]: unknown reward 'math_verfy'; did you mean 'math_verify'?"),
+    ("benchmark", GOOD.replace('benchmark = "arith"', 'benchmark = "gsm8"'),
+     "train.benchmark: unknown benchmark 'gsm8'; did you mean 'gsm8k'?"),
+    ("engine", GOOD.replace('engine = "hf"', 'engine = "vlm"'), "suite.engine: unknown engine 'vlm'; did you mean 'vllm'?"),
+    ("eval benchmark", GOOD.replace('name = "arith"', 'name = "arith_hard"'),
+     "eval.benchmarks[0].name: unknown benchmark 'arith_hard'; did you mean 'arith-hard'"),
+    ("advantage", GOOD.replace('algorithm = "grpo"', 'algorithm = "grpo"\noptions = { advantage = "grup" }'),
+     "variants[0].options: grpo: option 'advantage': unknown advantage 'grup'; did you mean 'group'"),
+    ("section", GOOD.replace("[train]", "[trian]"), "trian: unknown key; did you mean 'train'"),
+    ("key", GOOD.replace("steps = 1", "setps = 1"), "train.setps: unknown key; did you mean 'steps'?"),
+]
+CASES += [(f"did you mean {label}", text, needle) for label, text, needle in DID_YOU_MEAN]
+
+
 @pytest.mark.parametrize("label,text,needle", CASES, ids=[c[0] for c in CASES])
 def test_malformed_suite(tmp_path, capsys, label, text, needle):
     path = tmp_path / "bad.toml"

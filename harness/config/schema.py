@@ -140,6 +140,11 @@ class SuiteMeta:
     resources: dict = field(default_factory=lambda: {"cpus": 1, "gpus": "auto"})
     data: str = "bundled"  # "bundled": the copies in grpo_bench/data; "hub": the hub datasets (needs the hub)
     report_to: list[str] = field(default_factory=list)  # experiment trackers: "tensorboard", "wandb", "mlflow"
+    # plain Python modules to import before the suite's names are checked (no packaging): each registers its
+    # rewards, algorithms, ... with the decorators of grpo_bench.declare or the hooks; looked up first in the
+    # suite file's folder, then on sys.path. Where code comes from, not a setting: recorded when given, never
+    # in the config hash (the names the suite uses are)
+    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -220,6 +225,8 @@ class Suite:
         d = dataclasses.asdict(self)
         d.pop("path")
         d.pop("overrides")
+        if not d["suite"]["plugins"]:  # at its default the key is not recorded (results written before it existed)
+            d["suite"].pop("plugins")
         return d
 
     def variant(self, name: str) -> Variant:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..registry import Registry
+from ..registry import Registry, did_you_mean, load_modules
 from ..scoring.reward_model import is_model_name
 from .schema import (
     CLAIM_KINDS,
@@ -115,7 +115,7 @@ def _build(cls: type, table: Any, where: str) -> Any:
     kwargs = {}
     for key, value in table.items():
         if key not in hints:
-            raise SuiteError(f"{where}.{key}: unknown key (known: {', '.join(names)})")
+            raise SuiteError(f"{where}.{key}: unknown key{did_you_mean(key, names)} (known: {', '.join(names)})")
         kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
 
@@ -209,7 +209,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     known = {"suite", "train", "eval", "variants", "claims"}
     for key in data:
         if key not in known:
-            raise err(key, f"unknown key (known: {', '.join(sorted(known))})")
+            raise err(key, f"unknown key{did_you_mean(key, sorted(known))} (known: {', '.join(sorted(known))})")
     try:
         meta = _build(SuiteMeta, data.get("suite", {}), "suite")
         train = _build(TrainSection, data.get("train", {}), "train")
@@ -220,6 +220,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise SuiteError(f"{path}: {exc}") from None
 
     meta.name = meta.name or path.stem
+    load_suite_plugins(registry, meta.plugins, path, err)
     check_name(meta.name, lambda msg: err("suite.name", msg))
     check_settings(meta, ev, err)
     unknown = set(meta.resources) - {"cpus", "gpus"}
@@ -282,7 +283,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("eval.every", "needs at least one eval.benchmarks target")
     for i, name in enumerate(meta.report_to):  # the packages are checked now, not mid-run
         if name not in TRACKERS:
-            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r} (known: {', '.join(TRACKERS)})")
+            raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r}{did_you_mean(name, list(TRACKERS))} "
+                                              f"(known: {', '.join(TRACKERS)})")
         if importlib.util.find_spec(TRACKERS[name]) is None:
             raise err(f"suite.report_to[{i}]", f"{name!r} needs the {TRACKERS[name]} package: "
                       "pip install 'grpo-bench[trackers]'")
@@ -316,7 +318,8 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     if not 0 < meta.equivalence_margin < 1:
         raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
-        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name (variants: {', '.join(sorted(seen))})")
+        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name"
+                  f"{did_you_mean(meta.positive_control, sorted(seen))} (variants: {', '.join(sorted(seen))})")
     check_model(meta.model, lambda msg: err("suite.model", msg))
     suite = Suite(path, meta, train, ev, variants)
     suite.overrides = list(overrides or [])
@@ -324,12 +327,22 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
     return suite
 
 
+def load_suite_plugins(registry: Registry, modules: list[str], path: Path, err) -> None:
+    """Import the suite's ``[suite] plugins`` modules (the suite's folder first) into ``registry``;
+    a module that fails to import, misspells a hook or offers a taken name stops the load (one line)."""
+    try:
+        load_modules(registry, modules, "suite.plugins", folder=Path(path).resolve().parent)
+    except UserError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
+
+
 def resolve_versions(registry: Registry, train: TrainSection, ev: EvalSection, err) -> None:
     """Each benchmark version: 0 becomes the default one (an eval target of the train benchmark follows
     ``train.benchmark_version``); a version the benchmark lacks, or an eval target of the train benchmark at
     another version than train (a version's test is held out from that version's train only), is refused."""
     def check(name: str, version: int, key: str) -> int:
-        bench = registry.get("benchmarks", name)
+        name_key = "train.benchmark" if key.startswith("train.") else key.rsplit(".", 1)[0] + ".name"
+        bench = _check_plugin(registry, "benchmarks", name, err, name_key)
         if version == 0:
             return bench.version
         if version not in bench.versions:
@@ -358,7 +371,9 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
         where = f"claims[{i}]"
         for key in ("variant", "reference"):
             if getattr(c, key) not in variants:
-                raise err(f"{where}.{key}", f"{getattr(c, key)!r} is not a variant name (variants: {', '.join(variants)})")
+                name = getattr(c, key)
+                raise err(f"{where}.{key}", f"{name!r} is not a variant name{did_you_mean(name, variants)} "
+                                           f"(variants: {', '.join(variants)})")
         if c.variant == c.reference:
             raise err(f"{where}.reference", f"the same variant as claims[{i}].variant ({c.variant!r})")
         if c.kind not in CLAIM_KINDS:

@@ -14,7 +14,7 @@ from ..config.schema import Suite
 from ..config.suite import config_hash, without_legacy_targets, without_legacy_values
 from ..errors import UserError
 from ..provenance import provenance
-from ..registry import Registry
+from ..registry import Registry, did_you_mean
 
 BASE = "base"
 
@@ -54,12 +54,12 @@ class Plan:
 
 def shared_config(resolved: dict) -> dict:
     """What every run of a suite shares, hence what the suite's config hash covers: the resolved config
-    less the variants, the seeds and the resources (so a suite may grow new variants and seeds and
+    less the variants, the seeds, the resources and the plugin modules (so a suite may grow new variants and seeds and
     reuse its finished runs; a run's own variant is checked per run by :func:`check_finished`)."""
     shared = copy.deepcopy(resolved)
     shared.pop("variants", None)
     shared.pop("claims", None)  # analysis only: claims never change a run
-    for key in ("seeds", "resources"):
+    for key in ("seeds", "resources", "plugins"):
         shared.get("suite", {}).pop(key, None)
     if "train" in shared:  # keys at the value that reproduces folders written before they existed
         shared["train"] = without_legacy_values(shared["train"])
@@ -90,7 +90,8 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
     if only:
         unknown = [n for n in only if n not in names]
         if unknown:
-            raise UserError(f"--variant {unknown[0]!r}: not in suite (variants: {', '.join(names)})")
+            raise UserError(f"--variant {unknown[0]!r}: not in suite{did_you_mean(unknown[0], names)} "
+                            f"(variants: {', '.join(names)})")
     resolve_inputs(suite, registry)
     runs = [RunSpec(None, suite.suite.seeds[0])]
     runs += [RunSpec(v.name, seed) for v in suite.variants if not only or v.name in only for seed in suite.suite.seeds]

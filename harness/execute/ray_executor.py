@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from ..config.schema import Suite
+from ..declare import register_executor
 from ..errors import UserError
 from ..registry import Registry
 from .executors import FAILED, Executor, Outcome
@@ -37,10 +38,12 @@ ENV_PREFIXES = ("GRPO_BENCH_", "HF_", "TRANSFORMERS_", "VLLM_")
 
 def _task(suite: Suite, out: str, spec: RunSpec, record: dict) -> str:
     """One run in a Ray worker: its own registry, model, engine and scorers."""
-    from ..registry import default_registry
+    from ..registry import default_registry, load_modules
     from .session import Session, run_one
 
-    session = Session(suite, default_registry())
+    registry = default_registry()
+    load_modules(registry, suite.suite.plugins, "suite.plugins", folder=Path(suite.path).resolve().parent)
+    session = Session(suite, registry)
     try:
         return run_one(session, Path(out), spec.variant, spec.seed, record)
     finally:
@@ -53,12 +56,13 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
+@register_executor("ray")
 class RayExecutor(Executor):
     """One Ray task per pending run. ``address`` None starts a local cluster in this process (with
     ``num_cpus`` CPUs, default: all) unless Ray is already initialised; "auto" or "ray://host:port"
     connects to a running one."""
 
-    name = "ray"
+    cli_options = ("address", "cpus", "gpus")
 
     def __init__(self, address: str | None = None, cpus: float | None = None, gpus: float | None = None,
                  num_cpus: int | None = None):

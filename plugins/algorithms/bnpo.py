@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import AGGREGATIONS, ClippedRatio, RatioOptions, choice
 
 
@@ -23,11 +23,6 @@ class BNPOOptions(RatioOptions):
     aggregation: str = choice("token_mean", AGGREGATIONS)
 
 
+@register_algorithm("bnpo")
 class BNPO(ClippedRatio):
-    name = "bnpo"
     Options = BNPOOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"bnpo": BNPO}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import (
     AGGREGATIONS,
     CLIPS,
@@ -49,8 +49,8 @@ class CISPOOptions(RatioOptions):
     aggregation: str = choice("token_mean", AGGREGATIONS)
 
 
+@register_algorithm("cispo")
 class CISPO(Algorithm):
-    name = "cispo"
     Options = CISPOOptions
     zero_advantage_is_inert = True  # every term is multiplied by A_i
     ratio_based = True  # the clipped ratio weights each token's score
@@ -75,8 +75,3 @@ class CISPO(Algorithm):
             weight = weight.unsqueeze(1)
         per_token = weight * batch.advantages.unsqueeze(1) * batch.logp
         return -self.aggregate(per_token, batch) + o.beta * kl_penalty(batch, stats, self)
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"cispo": CISPO}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import AGGREGATIONS, ClippedRatio, RatioOptions, choice
 
 
@@ -29,11 +29,6 @@ class DAPOOptions(RatioOptions):
     aggregation: str = choice("token_mean", AGGREGATIONS)
 
 
+@register_algorithm("dapo")
 class DAPO(ClippedRatio):
-    name = "dapo"
     Options = DAPOOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"dapo": DAPO}

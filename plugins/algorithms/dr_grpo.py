@@ -17,21 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grpo_bench import hookimpl
-from grpo_bench.algorithm import ADVANTAGES, AGGREGATIONS, ClippedRatio, RatioOptions, choice
+from grpo_bench import register_algorithm
+from grpo_bench.algorithm import AGGREGATIONS, ClippedRatio, RatioOptions, advantage_option, choice
 
 
 @dataclass
 class DrGRPOOptions(RatioOptions):
-    advantage: str = choice("group_mean", ADVANTAGES)
+    advantage: str = advantage_option("group_mean")
     aggregation: str = choice("constant", AGGREGATIONS)
 
 
+@register_algorithm("dr_grpo")
 class DrGRPO(ClippedRatio):
-    name = "dr_grpo"
     Options = DrGRPOOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"dr_grpo": DrGRPO}

@@ -17,15 +17,10 @@ ratio mean/max, kl.
 
 from __future__ import annotations
 
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import ClippedRatio, RatioOptions
 
 
+@register_algorithm("grpo")
 class GRPO(ClippedRatio):
-    name = "grpo"
     Options = RatioOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"grpo": GRPO}

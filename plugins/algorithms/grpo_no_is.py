@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import (
     Algorithm,
     Options,
@@ -37,8 +37,8 @@ class NoISOptions(Options):
     reuse_gradient: bool = True
 
 
+@register_algorithm("grpo_no_is")
 class GRPONoIS(Algorithm):
-    name = "grpo_no_is"
     Options = NoISOptions
     zero_advantage_is_inert = True  # every term is multiplied by A_i
 
@@ -51,8 +51,3 @@ class GRPONoIS(Algorithm):
         adv = batch.advantages.unsqueeze(1)
         policy_loss = -self.aggregate(adv * batch.logp, batch)
         return policy_loss + self.options.beta * kl_penalty(batch, stats, self)
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"grpo_no_is": GRPONoIS}

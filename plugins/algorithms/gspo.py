@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grpo_bench import hookimpl
+from grpo_bench import register_algorithm
 from grpo_bench.algorithm import RATIO_LEVELS, ClippedRatio, RatioOptions, choice
 
 
@@ -30,11 +30,6 @@ class GSPOOptions(RatioOptions):
     eps_high: float = 4e-4
 
 
+@register_algorithm("gspo")
 class GSPO(ClippedRatio):
-    name = "gspo"
     Options = GSPOOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"gspo": GSPO}

@@ -24,22 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from grpo_bench import hookimpl
-from grpo_bench.algorithm import ADVANTAGES, CLIPS, RATIO_LEVELS, ClippedRatio, RatioOptions, choice
+from grpo_bench import register_algorithm
+from grpo_bench.algorithm import CLIPS, RATIO_LEVELS, ClippedRatio, RatioOptions, advantage_option, choice
 
 
 @dataclass
 class TICOptions(RatioOptions):
     ratio_level: str = choice("trajectory", RATIO_LEVELS)
     clip: str = choice("upper_only", CLIPS)
-    advantage: str = choice("length_corrected", ADVANTAGES)
+    advantage: str = advantage_option("length_corrected")
 
 
+@register_algorithm("tic_grpo")
 class TICGRPO(ClippedRatio):
-    name = "tic_grpo"
     Options = TICOptions
-
-
-@hookimpl
-def grpo_bench_algorithms():
-    return {"tic_grpo": TICGRPO}

@@ -10,14 +10,13 @@ samples from (after the temperature warper); asking for them changes no sampled 
 from __future__ import annotations
 
 import torch
-from grpo_bench import hookimpl
+from grpo_bench import register_engine
 from grpo_bench.engine import Completion, RolloutEngine, SamplingConfig
 from tqdm.auto import tqdm
 
 
+@register_engine("hf")
 class HFEngine(RolloutEngine):
-    name = "hf"
-
     @torch.no_grad()
     def generate(self, prompts, sampling: SamplingConfig, progress=None):
         pad = self.tokenizer.pad_token_id
@@ -66,8 +65,3 @@ def sampled_logprobs(scores: tuple[torch.Tensor, ...], tokens: torch.Tensor) -> 
         logp = torch.log_softmax(scores[t].float(), dim=-1)
         out[:, t] = logp.gather(-1, tokens[:, t:t + 1].to(logp.device)).squeeze(-1).cpu()
     return out
-
-
-@hookimpl
-def grpo_bench_engines():
-    return {"hf": HFEngine}

@@ -33,15 +33,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from grpo_bench import hookimpl
+from grpo_bench import register_engine
 from grpo_bench.engine import Completion, RolloutEngine, SamplingConfig
 from grpo_bench.errors import UserError
 from grpo_bench.models import cache_dir
 
 
+@register_engine("vllm")
 class VLLMEngine(RolloutEngine):
-    name = "vllm"
-
     def __init__(self, model, tokenizer, eos_token_ids, dtype: str = "bfloat16", enforce_eager: bool = True,
                  kv_cache_gib: int = 2, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0):
         super().__init__(model, tokenizer, eos_token_ids)
@@ -154,11 +153,6 @@ def _engine_folder(model, tokenizer) -> Path:
         return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@hookimpl
-def grpo_bench_engines():
-    return {"vllm": VLLMEngine}
 
 
 def _one_bar(label: str):

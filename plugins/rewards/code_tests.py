@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import re
 
-from grpo_bench import hookimpl
+from grpo_bench import register_reward
 from grpo_bench.rewards import completion_text
 from grpo_bench.sandbox import Limits, Sample, run_batch
 
@@ -70,6 +70,7 @@ def score_one(completion, tests, entry_point=None, setup_code=None, program_pref
     return _score(run_batch([_sample(completion, tests, entry_point, setup_code, program_prefix, time_limit_s)])[0])
 
 
+@register_reward("code_tests")
 def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=None, program_prefix=None,
                time_limit_s=None, **kwargs) -> list[float | None]:
     """1.0 when the completion's program passes the ``tests`` column, 0.0 when not, None: n/a.
@@ -88,7 +89,3 @@ def code_tests(prompts, completions, tests=None, entry_point=None, setup_code=No
         scores[i] = _score(result)
     return scores
 
-
-@hookimpl
-def grpo_bench_rewards():
-    return {"code_tests": code_tests}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from grpo_bench import hookimpl
+from grpo_bench import register_reward
 from grpo_bench.rewards import completion_text
 
 _INT = re.compile(r"-?\d{1,3}(?:,\d{3})+(?!\d)|-?\d+")
@@ -22,6 +22,7 @@ def _to_int(text: str) -> int | None:
     return int(found[-1].replace(",", "")) if found else None
 
 
+@register_reward("integer_answer")
 def integer_answer(prompts, completions, answer, **kwargs) -> list[float | None]:
     from grpo_bench.plugins.rewards.math_answer import last_boxed
 
@@ -37,8 +38,3 @@ def integer_answer(prompts, completions, answer, **kwargs) -> list[float | None]
         pred = _to_int(boxed if boxed is not None else text)
         out.append(1.0 if pred == gold_int else 0.0)
     return out
-
-
-@hookimpl
-def grpo_bench_rewards():
-    return {"integer_answer": integer_answer}

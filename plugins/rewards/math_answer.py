@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from grpo_bench import hookimpl
+from grpo_bench import register_reward
 from grpo_bench.plugins.rewards import math_budget
 from grpo_bench.plugins.rewards.math_readings import NUMBER_RUN, plain_number, read_boxed, spaced_numbers
 from grpo_bench.rewards import completion_text
@@ -234,16 +234,13 @@ def check_answer(gold: str, completion: str) -> float | None:
     return verdict if in_time else 0.0
 
 
+@register_reward("math_verify")
 def math_verify(prompts, completions, answer, **kwargs) -> list[float | None]:
     """Answer correctness against the ``answer`` column, via the math-verify package."""
     return [check_answer(gold, completion_text(c)) for gold, c in zip(answer, completions)]
 
 
+@register_reward("format")
 def boxed_format(prompts, completions, **kwargs) -> list[float]:
     """1.0 when the completion contains a complete ``\\boxed{...}`` answer (or ``\\boxed 5``), else 0.0."""
     return [1.0 if last_boxed(completion_text(c)) is not None else 0.0 for c in completions]
-
-
-@hookimpl
-def grpo_bench_rewards():
-    return {"math_verify": math_verify, "format": boxed_format}
