@@ -47,9 +47,20 @@ def _cmd_run(args) -> int:
         print(f"leaderboard not built here ({'shard ' + args.shard if shard else 'runs owned elsewhere'}); "
               f"once every run has finished: grpo-bench leaderboard {folder}")
         return 0
-    print((out / "leaderboard.md").read_text())
-    print(f"results: {out}")
+    print_results(out)
     return 0
+
+
+def print_results(out: Path) -> None:
+    """The run's end on the console: the decision columns of the leaderboard, then where the rest is
+    (the resolved configuration is in suite.json and every run's config.json, never on the console)."""
+    import json
+
+    from .report.render import console_lines
+
+    print("\n".join(console_lines(json.loads((out / "leaderboard.json").read_text()))))
+    print(f"full table: {out / 'leaderboard.md'}")
+    print(f"report: {out / 'leaderboard.html'}")
 
 
 def _cmd_eval(args) -> int:
