@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -20,10 +21,12 @@ def _cmd_run(args) -> int:
     suite = load_suite(args.suite, registry, args.set or [])
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
-        from .execute.plan import describe, make_plan
+        from .execute.plan import describe, make_plan, refusal
 
-        print(describe(make_plan(suite, registry, Path(args.results_dir), args.variant, shard), registry))
-        return 0
+        plan = make_plan(suite, registry, Path(args.results_dir), args.variant, shard)
+        refused = refusal(plan)
+        print(describe(plan, registry, refused))
+        return 2 if refused else 0
     if args.executor == "ray":
         from .execute.ray_executor import RayExecutor
 
@@ -302,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except UserError as exc:
         print(f"grpo-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder made read-only or unwritable while we ran: one line, not a traceback
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        print(f"grpo-bench: error: cannot write {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return 2
 
 
