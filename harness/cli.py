@@ -131,6 +131,16 @@ def _cmd_leaderboard(args) -> int:
     return 0
 
 
+def _cmd_site(args) -> int:
+    from .report.site import write_site
+
+    index, left_out = write_site(Path(args.results_dir), Path(args.out))
+    for folder in left_out:
+        print(f"left out {folder} (no leaderboard.json)")
+    print(f"site: {index}")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     import json
 
@@ -256,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--target", type=float, default=DEFAULT_TARGET,
                     help=f"train accuracy for the 'steps to target' column (default: {DEFAULT_TARGET})")
     lb.set_defaults(fn=_cmd_leaderboard)
+
+    site = sub.add_parser("site", help="a static site of every suite in RESULTS_DIR: index.html, index.json "
+                          "(docs/site.md) and each suite's leaderboard page")
+    site.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of suite results folders (e.g. results)")
+    site.add_argument("-o", "--out", required=True, metavar="SITE_DIR", help="where to write the site")
+    site.set_defaults(fn=_cmd_site)
 
     cmp = sub.add_parser("compare", help="per-benchmark differences B - A between two suite or run folders")
     cmp.add_argument("a", help="results folder A (a suite's folder or one run's folder)")
