@@ -215,6 +215,14 @@ def parse_engine_options(items: list[str]) -> dict:
     return out
 
 
+def _add_site_parser(sub) -> None:
+    site = sub.add_parser("site", help="a static site of every suite in RESULTS_DIR: index.html, index.json "
+                          "(docs/site.md) and each suite's leaderboard page")
+    site.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of suite results folders (e.g. results)")
+    site.add_argument("-o", "--out", required=True, metavar="SITE_DIR", help="where to write the site")
+    site.set_defaults(fn=_cmd_site)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .report.runs import DEFAULT_TARGET
 
@@ -267,12 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"train accuracy for the 'steps to target' column (default: {DEFAULT_TARGET})")
     lb.set_defaults(fn=_cmd_leaderboard)
 
-    site = sub.add_parser("site", help="a static site of every suite in RESULTS_DIR: index.html, index.json "
-                          "(docs/site.md) and each suite's leaderboard page")
-    site.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of suite results folders (e.g. results)")
-    site.add_argument("-o", "--out", required=True, metavar="SITE_DIR", help="where to write the site")
-    site.set_defaults(fn=_cmd_site)
-
+    _add_site_parser(sub)
     cmp = sub.add_parser("compare", help="per-benchmark differences B - A between two suite or run folders")
     cmp.add_argument("a", help="results folder A (a suite's folder or one run's folder)")
     cmp.add_argument("b", help="results folder B")
