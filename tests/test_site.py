@@ -158,6 +158,11 @@ def test_site_refuses_its_own_results_folder(tmp_path, capsys):
     assert main(["site", str(tmp_path / "results"), "-o", str(tmp_path / "results" / "site")]) == 2
     assert main(["site", str(tmp_path / "results"), "-o", str(tmp_path / "site")]) == 2  # no suite in it
     assert "no suite folder with a leaderboard.json" in capsys.readouterr().err
+    (tmp_path / "results" / "broken").mkdir()
+    (tmp_path / "results" / "broken" / "leaderboard.json").write_text('{"rows": []}')
+    assert main(["site", str(tmp_path / "results"), "-o", str(tmp_path / "site")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken/leaderboard.json: not a leaderboard written by grpo-bench" in err
 
 
 # Measures the page after load: sideways scrolling, and every element whose right edge leaves the

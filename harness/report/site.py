@@ -218,10 +218,11 @@ def write_site(results_dir: Path, site_dir: Path) -> tuple[Path, list[Path]]:
     for folder in suites:
         try:
             board = json.loads((folder / "leaderboard.json").read_text())
-        except ValueError as exc:
-            raise UserError(f"{folder / 'leaderboard.json'}: not JSON ({exc})") from None
-        copy_suite(folder, site_dir / folder.name, board)
-        entries.append(suite_entry(folder, board))
+            copy_suite(folder, site_dir / folder.name, board)
+            entries.append(suite_entry(folder, board))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{folder / 'leaderboard.json'}: not a leaderboard written by grpo-bench "
+                            f"({type(exc).__name__}: {exc}); rebuild it with grpo-bench leaderboard {folder}") from None
     index = {"schema_version": SCHEMA_VERSION, "generated_by": __version__,
              "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "suites": entries}
     atomic_write_json(site_dir / "index.json", index)
