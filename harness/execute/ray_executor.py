@@ -25,7 +25,7 @@ from pathlib import Path
 from ..config.schema import Suite
 from ..errors import UserError
 from ..registry import Registry
-from .executors import FAILED, Executor, Outcome
+from .executors import FAILED, Executor, Outcome, announce_finished
 from .plan import Plan, RunSpec
 from .session import FINISHED, RAN, console, finished_line_of
 
@@ -83,8 +83,7 @@ class RayExecutor(Executor):
             raise UserError("--executor ray needs Ray: pip install 'grpo-bench[ray]'") from None
         pending = plan.pending()
         outcomes = {spec: Outcome(spec, FINISHED) for spec in plan.runs if spec not in pending}
-        for spec in outcomes:  # the local executor's lines, in the same words
-            console(f"skip {spec.name} seed {spec.seed}: finished")
+        announce_finished(outcomes)
         if not pending:
             return [outcomes[spec] for spec in plan.runs]
         started = False
