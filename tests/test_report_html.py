@@ -1,7 +1,8 @@
 """The published HTML page, from a real tiny suite run, checked in a real browser (headless Chromium).
 
-At 1280 px the page must not scroll sideways (the wide table scrolls inside its own box, first
-column sticky), the inline sorting must work, every image must load, every link must resolve to a
+At 1280 px the page must not scroll sideways, every column a reader decides from must be in view
+without scrolling (here and in the widest published leaderboard), the folded full table scrolls
+inside its own box (first column sticky), the inline sorting must work, every image must load, every link must resolve to a
 file next to the page, and result files must carry the umask's mode. Chromium is the Debian package
 ``chromium`` (the Makefile installs it); without it only the browser part is skipped.
 """
@@ -67,11 +68,14 @@ window.addEventListener("load", function () {
   var out = {}, root = document.documentElement, table = document.querySelector("table.board");
   out.scrollWidth = root.scrollWidth;
   out.clientWidth = root.clientWidth;
-  var box = table.parentElement;
+  out.board = WIDTHS(table);
+  var folded = document.querySelector("details.all");
+  if (folded) folded.open = true;
+  var full = document.querySelector("table.full") || table, box = full.parentElement;
   out.boxScrollWidth = box.scrollWidth;
   out.boxClientWidth = box.clientWidth;
   box.scrollLeft = box.scrollWidth;
-  var cell = table.tBodies[0].rows[0].cells[0];
+  var cell = full.tBodies[0].rows[0].cells[0];
   out.stickyOffset = cell.getBoundingClientRect().left - box.getBoundingClientRect().left;
   out.images = Array.prototype.map.call(document.images, function (i) { return [i.getAttribute("src"), i.naturalWidth]; });
   function column(i) { return Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.cells[i].textContent; }); }
@@ -84,6 +88,36 @@ window.addEventListener("load", function () {
   document.body.appendChild(pre);
 });
 </script>"""
+
+
+# What a reader of the decision table sees without scrolling: the box does not scroll, and each
+# column's right edge is inside the 1280 px window (defined inside the probe as WIDTHS).
+WIDTHS = """function (table) {
+  var box = table.parentElement, heads = table.tHead.rows[0].cells, right = [];
+  for (var i = 0; i < heads.length; i++) right.push([heads[i].textContent, heads[i].getBoundingClientRect().right]);
+  return {scroll: box.scrollWidth, client: box.clientWidth, right: right, window: window.innerWidth};
+}"""
+PROBE = PROBE.replace("WIDTHS(", "(" + WIDTHS + ")(")
+
+
+def decision_headers(board: dict) -> list[str]:
+    """The headers a reader decides from, by what they say (independent of the code that picks them)."""
+    from grpo_bench.report.render import table
+
+    header, _ = table(board)
+    return [h for h in header if h == "variant" or h.endswith(" pass@1 (%)") or "Δpass@1" in h or "verdict" in h
+            or h in ("train reward AUC", "reward error / timeout (%)")]
+
+
+def check_decision_table(m: dict, board: dict) -> None:
+    widths = m["board"]
+    assert widths["window"] == 1280
+    assert widths["scroll"] <= widths["client"], widths  # the decision table does not scroll in its box
+    shown = {name: right for name, right in widths["right"]}
+    wanted = decision_headers(board)
+    assert len(wanted) >= 5 and set(wanted) <= set(shown), (wanted, list(shown))
+    for name in wanted:
+        assert shown[name] <= 1280, (name, shown[name], widths)
 
 
 class Links(HTMLParser):
@@ -177,15 +211,42 @@ def test_page_in_headless_chromium(results, tmp_path):
     m = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert m["clientWidth"] == 1280
     assert m["scrollWidth"] <= 1280, m  # the page itself never scrolls sideways
-    assert m["boxScrollWidth"] > m["boxClientWidth"], m  # the table is wider, and scrolls inside its box
+    check_decision_table(m, json.loads((results / "leaderboard.json").read_text()))
+    assert m["boxScrollWidth"] > m["boxClientWidth"], m  # the full table is wider, and scrolls inside its box
     assert abs(m["stickyOffset"]) <= 2, m  # scrolled to the far right, the first column is still at the left
     assert m["images"] and all(w > 0 for _, w in m["images"]), m["images"]  # every plot loaded
     variants = ["base", "grpo", "tic_grpo"]
     assert m["variantAsc"] == variants and m["variantDesc"] == variants[::-1]
-    aucs = [float(v.split()[0]) if v != "-" else None for v in m["aucAsc"]]
+    aucs = [float(re.match(r"-?\d+\.\d+", v).group()) if v != "-" else None for v in m["aucAsc"]]
     numbers = [a for a in aucs if a is not None]
     assert numbers == sorted(numbers) and aucs[-1] is None  # base has no training: "-" sorts last
     shot = results / "screenshot-1280.png"
     out = browse(chromium(), (results / "leaderboard.html").as_uri(), tmp_path / "profile2", f"--screenshot={shot}",
                  "--window-size=1280,2600")  # the whole page, 1280 px wide, to look at
     assert shot.stat().st_size > 10_000, out.stderr[-2000:]
+
+
+def widest_published() -> Path:
+    """The published leaderboard with the most decision columns (then the most rows)."""
+    boards = sorted(Path(__file__).resolve().parents[1].glob("results/*/leaderboard.json"))
+    assert boards, "no published leaderboard"
+    return max(boards, key=lambda p: (len(decision_headers(json.loads(p.read_text()))),
+                                      len(json.loads(p.read_text())["rows"])))
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium; `make test` does)")
+def test_widest_published_leaderboard_at_1280(tmp_path):
+    from grpo_bench.report.html import to_html
+
+    source = widest_published()
+    board = json.loads(source.read_text())
+    shutil.copytree(source.parent / "plots", tmp_path / "plots")
+    plots = sorted(p.relative_to(tmp_path) for p in (tmp_path / "plots").glob("*.png"))
+    (tmp_path / "probe.html").write_text(to_html(board, plots).replace("</body>", PROBE + "</body>"))
+    out = browse(chromium(), (tmp_path / "probe.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout)
+    assert found, out.stderr[-2000:]
+    m = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    print(source.parent.name, m["board"])
+    assert m["scrollWidth"] <= 1280, m
+    check_decision_table(m, board)

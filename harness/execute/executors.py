@@ -50,6 +50,12 @@ class Outcome:
         return f"{self.spec.name}/seed{self.spec.seed}: {self.status}" + (f": {self.error}" if self.error else "")
 
 
+def announce_finished(specs) -> None:
+    """One console line per run found finished before (every executor says it in these words)."""
+    for spec in specs:
+        console(f"skip {spec.name} seed {spec.seed}: finished")
+
+
 class RunsFailed(Exception):
     """Some runs failed (the others finished); the message names each with its error."""
 
@@ -93,8 +99,7 @@ class LocalExecutor(Executor):
     def execute(self, plan: Plan, registry: Registry) -> list[Outcome]:
         pending = plan.pending()
         outcomes = {spec: Outcome(spec, FINISHED) for spec in plan.runs if spec not in pending}
-        for spec in outcomes:
-            console(f"skip {spec.name} seed {spec.seed}: finished")
+        announce_finished(outcomes)
         if pending:  # else no model is loaded
             session = Session(plan.suite, registry)
             try:

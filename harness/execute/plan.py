@@ -146,17 +146,21 @@ def _diff(value, default, prefix: str, out: list[str]) -> None:
         out.append(f"  {prefix} = {json.dumps(value, default=str)}  (default {json.dumps(default, default=str)})")
 
 
-def describe(plan: Plan, registry: Registry) -> str:
-    """The plan as text for ``--dry-run``: runs, what differs from the defaults, and the cost bound."""
+def describe(plan: Plan, registry: Registry, refused: str | None = None) -> str:
+    """The plan as text for ``--dry-run``: runs, what differs from the defaults, and the cost bound;
+    ``refused`` (from :func:`refusal`): why the real run would stop before any run, said first and last."""
     import dataclasses
 
     from ..config.schema import EvalSection, SuiteMeta, TrainSection
 
     suite = plan.suite
     lines = [f"suite {suite.suite.name}: {len(plan.runs)} runs -> {plan.out}"]
+    if refused:
+        lines.append(f"REFUSED: grpo-bench run would stop before any run: {refused}")
     pending = plan.pending()
+    done = "finished (the folder is refused)" if refused else "finished (skipped)"
     for r in plan.runs:
-        lines.append(f"  {r.name} seed {r.seed}: {'pending' if r in pending else 'finished (skipped)'}")
+        lines.append(f"  {r.name} seed {r.seed}: {'pending' if r in pending else done}")
     if suite.overrides:
         lines.append("overrides: " + " ".join(suite.overrides))
     lines.append("settings that differ from the defaults:")
@@ -185,6 +189,8 @@ def describe(plan: Plan, registry: Registry) -> str:
                  f"{train_tokens} generated tokens), "
                  f"{eval_samples} evaluation samples (at most {eval_samples * ev.max_new_tokens} generated tokens)")
     lines.append(_time_estimate(plan, pending))
+    if refused:
+        lines.append(f"REFUSED: {refused}")
     return "\n".join(lines)
 
 
@@ -194,10 +200,13 @@ def _time_estimate(plan: Plan, pending: list[RunSpec]) -> str:
     import statistics
 
     walls, hardware = [], set()
-    for spec in plan.runs:
-        if spec.variant is None or not spec.finished(plan.out):
+    for path in sorted(plan.out.glob("runs/*/seed*/summary.json")):  # every shard's finished runs, not only this one's
+        if path.parent.parent.name == BASE:
             continue
-        summary = spec.summary(plan.out)
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
         if isinstance(summary.get("run_wall_s"), (int, float)):
             walls.append(summary["run_wall_s"])
             hw = summary.get("provenance", {}).get("hardware", {})
@@ -214,20 +223,57 @@ def _time_estimate(plan: Plan, pending: list[RunSpec]) -> str:
             f"trained runs on one such machine; variants with other train settings may differ")
 
 
-def stamp(plan: Plan) -> None:
-    """Check that the results folder holds this configuration (or nothing), then write suite.json."""
-    from ..io import atomic_write_json
+def check_writable(folder: Path) -> None:
+    """The results folder can be created and written to (a probe file, removed again), before any run
+    starts: a read-only or unwritable folder is one line, not a traceback after the first run."""
+    import os
+    import tempfile
 
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write results to {folder}: {exc.strerror or exc}; "
+                        "make it writable or pass --results-dir") from None
+
+
+def check_folder(plan: Plan) -> None:
+    """What the real run refuses: a results folder holding another configuration of the suite, or a
+    finished run of a variant the suite now defines differently (:func:`check_finished`)."""
     path = plan.out / "suite.json"
-    digest = plan.record["config_hash"]
     if path.exists():
         old = json.loads(path.read_text())
         old_digest = config_hash(shared_config(old["config"])) if "config" in old else old.get("config_hash")
+        digest = plan.record["config_hash"]
         if old_digest != digest:  # recomputed: folders written before the hash left out variants and seeds
             raise UserError(
                 f"{plan.out} holds results of a different configuration of suite {plan.suite.suite.name!r} "
                 f"(hash {old_digest} != {digest}); move it away or pass --results-dir"
             )
     check_finished(plan)
-    atomic_write_json(path, {"config": plan.record["config"], "config_hash": digest,
-                             "suite_file": str(plan.suite.path), "provenance": plan.record["provenance"]})
+
+
+def refusal(plan: Plan) -> str | None:
+    """Why ``grpo-bench run`` would refuse this plan (for ``--dry-run``, which writes nothing), or None."""
+    import os
+
+    try:
+        check_folder(plan)
+    except UserError as exc:
+        return str(exc)
+    existing = next(p for p in (plan.out, *plan.out.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        return f"cannot write results to {plan.out}: {existing} is not writable"
+    return None
+
+
+def stamp(plan: Plan) -> None:
+    """Check that the results folder can be written and holds this configuration (or nothing), then write suite.json."""
+    from ..io import atomic_write_json
+
+    check_writable(plan.out)
+    check_folder(plan)
+    atomic_write_json(plan.out / "suite.json", {"config": plan.record["config"], "config_hash": plan.record["config_hash"],
+                                                "suite_file": str(plan.suite.path), "provenance": plan.record["provenance"]})

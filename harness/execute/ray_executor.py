@@ -26,9 +26,9 @@ from ..config.schema import Suite
 from ..declare import register_executor
 from ..errors import UserError
 from ..registry import Registry
-from .executors import FAILED, Executor, Outcome
+from .executors import FAILED, Executor, Outcome, announce_finished
 from .plan import Plan, RunSpec
-from .session import FINISHED
+from .session import FINISHED, RAN, console, finished_line_of
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class RayExecutor(Executor):
             raise UserError("--executor ray needs Ray: pip install 'grpo-bench[ray]'") from None
         pending = plan.pending()
         outcomes = {spec: Outcome(spec, FINISHED) for spec in plan.runs if spec not in pending}
+        announce_finished(outcomes)
         if not pending:
             return [outcomes[spec] for spec in plan.runs]
         started = False
@@ -111,7 +112,17 @@ class RayExecutor(Executor):
                 except Exception as exc:  # noqa: BLE001 - reported with its run; the other tasks go on
                     outcomes[spec] = Outcome(spec, FAILED, _one_line(exc))
                 log.info("ray: %s", outcomes[spec].line())
+                self._report(plan, outcomes[spec])
         finally:
             if started:
                 ray.shutdown()
         return [outcomes[spec] for spec in plan.runs]
+
+    @staticmethod
+    def _report(plan: Plan, outcome: Outcome) -> None:
+        """The run's console line as the local executor prints it (the task's own console is the worker's)."""
+        spec = outcome.spec
+        if outcome.status == RAN:
+            console(finished_line_of(spec.run_dir(plan.out)))
+        elif outcome.status == FAILED:
+            console(f"failed {spec.name} seed {spec.seed}: {outcome.error}")

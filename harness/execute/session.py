@@ -165,6 +165,12 @@ def finished_line(name: str, seed: int, train: dict, evals: dict) -> str:
     return f"finished {name} seed {seed}: " + "; ".join(parts)
 
 
+def finished_line_of(run_dir: Path) -> str:
+    """:func:`finished_line` of a finished run, from its summary.json (for executors whose runs ran elsewhere)."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return finished_line(summary["variant"], summary["seed"], summary.get("train") or {}, summary.get("eval") or {})
+
+
 #: What :func:`run_one` reports: it ran the run to its end, found it finished, or found it owned by another process.
 RAN, FINISHED, LOCKED = "ran", "finished", "locked"
 

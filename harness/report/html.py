@@ -1,8 +1,11 @@
 """The leaderboard as one static HTML page to publish: opens from disk, loads nothing from the network.
 
-- The table scrolls inside its own box (sticky first column) so the page fits a laptop screen; a
-  click on a column header sorts by it (a few lines of inline JavaScript; numbers by value, ``-``
-  and empty cells last).
+- The first table holds only the columns a reader decides from (pass@1 with its interval, the
+  difference to the reference, the verdict, the train reward AUC and the reward failures; see
+  :func:`.render.decision_table`), each interval on a second line, so that at 1280 px it fits
+  without scrolling; every column is in the folded "All columns" table below it, which scrolls
+  inside its own box (sticky first column). A click on a column header sorts by it (a few lines
+  of inline JavaScript; numbers by value, ``-`` and empty cells last).
 - "What differs between variants": the algorithm, every option and every per-variant ``[train]``
   override whose value is not the same in all variants (the rest of the configuration is identical
   by the refusal rule).
@@ -19,12 +22,12 @@ import re
 from pathlib import Path
 
 from .claims import claims_html
-from .render import notes, provenance_lines, table
+from .render import decision_table, notes, provenance_lines, table
 from .runs import flatten
 
 CSS = """
 * { box-sizing: border-box; }
-body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1200px; color: #222; padding: 1em; }
+body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1240px; color: #222; padding: 1em; }
 p, li, footer { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; width: fit-content; max-width: 100%; border: 1px solid #ddd; margin: 1em 0; }
 table { border-collapse: separate; border-spacing: 0; font-size: 13px; }
@@ -37,6 +40,9 @@ table.sortable th { cursor: pointer; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 tr:nth-child(even) td { background: #fafafa; }
+table.board th { min-width: 4.5em; max-width: 9em; } table.board th, table.board td { padding: 4px 6px; }
+table.board small { font-size: 11px; color: #555; }
+details.all > summary { cursor: pointer; margin: 0.5em 0; }
 table.runs td { text-align: left; }
 .pair { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0.5em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -82,6 +88,22 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "", raw: bool = 
     cell = (lambda c: c) if raw else html.escape
     body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>\n" for r in rows)
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>'
+
+
+def _two_lines(cell: str) -> str:
+    """``47.6 [41.4, 53.8]`` -> the value, then the interval on a second, smaller line (a verdict's
+    ``(MDE)`` on a third)."""
+    value, sep, rest = cell.partition(" [")
+    if not sep:
+        return html.escape(cell)
+    rest = html.escape(rest).replace("] (", "]<br>(")  # a verdict's minimum detectable difference: a third line
+    return f"{html.escape(value)}<br><small>[{rest}</small>"
+
+
+def decision_html(board: dict) -> str:
+    """The decision columns (:func:`.render.decision_table`), narrow enough for 1280 px."""
+    header, rows = decision_table(board)
+    return _table(header, [[_two_lines(c) for c in r] for r in rows], "sortable board", raw=True)
 
 
 def variant_diff(board: dict) -> tuple[list[str], list[list[str]]]:
@@ -152,7 +174,10 @@ def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:
 <style>{CSS}</style></head>
 <body>
 <h1>Leaderboard: {suite}</h1>
-{claims_html(board)}{_table(header, rows, "sortable board")}
+{claims_html(board)}{decision_html(board)}
+<details class="all"><summary>All columns (mean@k, compute, steps to target, ...)</summary>
+{_table(header, rows, "sortable full")}
+</details>
 <div class="notes">{"".join(f"<p>{_inline(n)}</p>" for n in notes(board))}</div>
 <h2>What differs between variants</h2>
 {diff}

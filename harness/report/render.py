@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from .claims import claims_markdown
 from .movement import movement_lines
@@ -200,3 +201,38 @@ def to_csv(board: dict) -> str:
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])
     return buf.getvalue()
+
+
+#: Columns of :func:`table` a reader decides from: the variant, each benchmark's pass@1 (with its
+#: interval), its difference to the reference and the verdict, the train reward AUC and the reward
+#: failures. The console's table and the HTML page's first table show these; the rest is in the files.
+def decision_columns(header: list[str]) -> list[int]:
+    keep = [0]
+    for i, name in enumerate(header):
+        if (name.endswith(" pass@1 (%)") or " Δpass@1 vs " in name or ": verdict at " in name
+                or name in ("train reward AUC", "reward error / timeout (%)")):
+            keep.append(i)
+    return keep
+
+
+def decision_table(board: dict) -> tuple[list[str], list[list[str]]]:
+    """:func:`table` cut to :func:`decision_columns`."""
+    header, rows = table(board)
+    keep = decision_columns(header)
+    return [header[i] for i in keep], [[r[i] for i in keep] for r in rows]
+
+
+def console_lines(board: dict) -> list[str]:
+    """The decision table as aligned plain text (one line per variant), then one line per reward failure."""
+    header, rows = decision_table(board)
+    short = [re.sub(r"^\S+ Δpass@1 (vs \S+) \(pts\)$", r"Δ \1", re.sub(r"^\S+ vs \S+: verdict at (±\S+) pts.*", r"verdict \1", h))
+             .replace(" (%)", " %") for h in header]
+    widths = [max(len(c) for c in col) for col in zip(short, *rows)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in [short, *rows]]
+    legend = "pass@1 in % and Δ in points, with 95% intervals"
+    if board.get("reference"):
+        legend += (f"; verdict against {board['reference']} from the per-seed paired differences [90% interval] "
+                   "(minimum detectable difference)")
+    legend += "; definitions: docs/leaderboard.md"
+    return [*lines, legend, *failure_lines(board)]
