@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 from .claims import claims_html
+from .movement import MOVEMENT_TITLE, movement_cells
 from .render import decision_table, notes, provenance_lines, table
 from .runs import flatten
 
@@ -98,6 +99,16 @@ def _two_lines(cell: str) -> str:
         return html.escape(cell)
     rest = html.escape(rest).replace("] (", "]<br>(")  # a verdict's minimum detectable difference: a third line
     return f"{html.escape(value)}<br><small>[{rest}</small>"
+
+
+def movement_html(board: dict) -> str:
+    """The runs' inner-step movement against their ratio noise floor (report/movement.py), if any trained."""
+    rows = board.get("movement") or []
+    if not rows:
+        return ""
+    legend, header, body, summary = movement_cells(rows)
+    return (f"<h2>{MOVEMENT_TITLE}</h2>\n<p>{_inline(legend)}</p>\n{_table(header, body, 'sortable movement')}"
+            f"<p>{_inline(summary)}</p>\n")
 
 
 def decision_html(board: dict) -> str:
@@ -179,7 +190,7 @@ def to_html(board: dict, plots: list[Path], root: Path | None = None) -> str:
 {_table(header, rows, "sortable full")}
 </details>
 <div class="notes">{"".join(f"<p>{_inline(n)}</p>" for n in notes(board))}</div>
-<h2>What differs between variants</h2>
+{movement_html(board)}<h2>What differs between variants</h2>
 {diff}
 <h2>Curves</h2>
 {figures}<h2>Runs</h2>

@@ -48,22 +48,32 @@ def movement_table(runs: list[Run]) -> list[dict]:
     return [run_movement(r) for r in runs if r.metrics()]
 
 
+def movement_cells(rows: list[dict]) -> tuple[str, list[str], list[list[str]], str]:
+    """(legend, header, body, summary) of the movement table, shared by the Markdown and HTML reports."""
+    fmt = lambda x: "-" if x is None else f"{x:.2g}"  # noqa: E731
+    legend = (f"Median over steps of `kl_old_k3_seq` (movement) and `noise_floor_k3_seq` (floor); ⚠ marks a run "
+              f"whose movement is below {FLOOR_FACTOR:g}x its floor: its importance ratios measured rounding, not "
+              "the policy's movement. '-': not measured (no second inner pass, or recorded before the floor existed).")
+    body = []
+    for r in rows:
+        flag = " ⚠" if r["clears"] is False else ""
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}{flag}"
+        body.append([f"{r['variant']}/seed{r['seed']}", fmt(r["movement"]), fmt(r["floor"]), ratio])
+    below = sum(r["clears"] is False for r in rows)
+    unknown = sum(r["clears"] is None for r in rows)
+    summary = (f"{below} of {len(rows)} runs below {FLOOR_FACTOR:g}x their floor; {unknown} without a measured "
+               "movement or floor.")
+    return legend, ["run", "movement", "floor", "movement / floor"], body, summary
+
+
+MOVEMENT_TITLE = "Inner-step movement and ratio noise floor"
+
+
 def movement_lines(rows: list[dict]) -> list[str]:
     """The Markdown section: one line per run, flagged where the movement does not clear the floor."""
     if not rows:
         return []
-    fmt = lambda x: "-" if x is None else f"{x:.2g}"  # noqa: E731
-    out = ["## Inner-step movement and ratio noise floor", "",
-           f"Median over steps of `kl_old_k3_seq` (movement) and `noise_floor_k3_seq` (floor); ⚠ marks a run "
-           f"whose movement is below {FLOOR_FACTOR:g}x its floor: its importance ratios measured rounding, not "
-           "the policy's movement. '-': not measured (no second inner pass, or recorded before the floor existed).",
-           "", "| run | movement | floor | movement / floor |", "|---|---|---|---|"]
-    for r in rows:
-        flag = " ⚠" if r["clears"] is False else ""
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.1f}{flag}"
-        out.append(f"| {r['variant']}/seed{r['seed']} | {fmt(r['movement'])} | {fmt(r['floor'])} | {ratio} |")
-    below = sum(r["clears"] is False for r in rows)
-    unknown = sum(r["clears"] is None for r in rows)
-    out += ["", f"{below} of {len(rows)} runs below {FLOOR_FACTOR:g}x their floor; {unknown} without a measured "
-                "movement or floor.", ""]
-    return out
+    legend, header, body, summary = movement_cells(rows)
+    out = [f"## {MOVEMENT_TITLE}", "", legend, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in body]
+    return out + ["", summary, ""]
