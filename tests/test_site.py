@@ -137,16 +137,23 @@ def test_claims_are_shown_with_their_verdicts(tmp_path):
     suite.mkdir(parents=True)
     shutil.copytree(source / "plots", suite / "plots")
     board = json.loads((source / "leaderboard.json").read_text())
-    board["claims"] = [{"id": "c1", "claim": "tic_grpo is within 3 points of grpo", "verdict": "undecided"},
-                       {"id": "c2", "statement": "lower lr learns less", "verdict": {"verdict": "different"}}]
+    spec = {"name": "lower lr learns less", "variant": "grpo_lr_tenth", "reference": "grpo", "kind": "difference",
+            "margin": 0.0, "metric": "pass@1", "target": "arith-test", "alpha": 0.05}
+    result = {"verdict": "different", "estimate": -8.9, "lo": -15.5, "hi": -2.3, "level": 0.95, "seeds": 5}
+    board["claims"] = [{"claim": spec, "result": result, "seeds": [0, 1, 2, 3, 4], "looks": None,
+                        "what_would_change": "decided"}]  # the shape report/claims.py writes
     (suite / "leaderboard.json").write_text(json.dumps(board))
     assert main(["site", str(tmp_path / "results"), "-o", str(tmp_path / "site")]) == 0
     entry = json.loads((tmp_path / "site" / "index.json").read_text())["suites"][0]
-    assert entry["claims"] == [{"id": "c1", "claim": "tic_grpo is within 3 points of grpo", "verdict": "undecided"},
-                               {"id": "c2", "claim": "lower lr learns less", "verdict": "different"}]
+    text = "lower lr learns less: grpo_lr_tenth different from grpo (arith-test pass@1, alpha 0.05)"
+    assert entry["claims"] == [{"id": "lower lr learns less", "claim": text, "verdict": "different"}]
     check(json.loads((tmp_path / "site" / "index.json").read_text()), SCHEMA)
     page = (tmp_path / "site" / "index.html").read_text()
-    assert 'lower lr learns less: <span class="verdict">different</span>' in page
+    assert f'{text}: <span class="verdict">different</span>' in page
+    # other shapes, read defensively
+    assert read_claims({"claims": [{"id": "c1", "claim": "t within 3", "verdict": "undecided"},
+                                   {"id": "c2", "statement": "s", "verdict": {"verdict": "different"}}]}) == [
+        {"id": "c1", "claim": "t within 3", "verdict": "undecided"}, {"id": "c2", "claim": "s", "verdict": "different"}]
     assert "best dr_grpo" not in page  # claims replace the best rows
     assert read_claims({"claims": {"c3": {"text": "x", "status": "equivalent"}}}) == [
         {"id": "c3", "claim": "x", "verdict": "equivalent"}]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
+from .claims import describe_claim
 from .html import to_html
 from .render import fmt_interval, fmt_verdict
 
@@ -90,6 +91,11 @@ def read_claims(board: dict) -> list[dict] | None:
         return None
     out = []
     for item in raw:
+        if isinstance(item, dict) and isinstance(item.get("claim"), dict) and isinstance(item.get("result"), dict):
+            spec = item["claim"]  # the leaderboard's own claims table (report/claims.py, claim_rows)
+            out.append({"id": spec.get("name"), "claim": describe_claim(spec).replace("`", ""),
+                        "verdict": item["result"].get("verdict")})
+            continue
         if isinstance(item, str):
             item = {"claim": item}
         if not isinstance(item, dict):
