@@ -3,11 +3,17 @@
 One step: generate (rollout engine) -> score (rewards) -> advantages (algorithm) -> old log-probs
 (no-grad forward; reference log-probs too when beta > 0) -> mu AdamW steps on the algorithm's loss
 with gradient clipping -> sync the engine's weights -> log a JSONL row -> checkpoint now and then.
+
+``Trainer.step`` runs these as named stages: ``collect``, ``step_advantages``, ``plan_micro_batches``,
+``maybe_measure_noise_floor``, ``nograd_logprobs`` and ``sampler_logprobs``, then ``fresh_gradient_passes``
+or ``reused_gradient_passes`` (each pass ``accumulate_gradient`` -> ``micro_batch_backward``), the weight
+sync, and the metrics row; their typed inputs (the plan, the pass state, the timer) are in step_parts.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import time
@@ -28,10 +34,12 @@ from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..scoring import RewardScorer
 from .allocator import keep_freed_memory
 from .noise_floor import measure_noise_floor
-from .policy import completion_logprobs, make_micro_batches
+from .policy import MicroBatch, completion_logprobs, make_micro_batches
 from .precision import MasterWeights, fp32_lm_head
 from .records import SampleLog, logged_metrics, merge_metrics, sample_records, trainer_state
 from .sampler_gap import correction_weight, engine_logprobs, log_weight, needs_engine_logprobs
+from .step_parts import (LossNormaliser, MicroBatchPlan, PassState, StageTimer, option_metrics,
+                         reward_metrics, rollout_metrics, staleness_stats, training_metrics)
 
 
 def prompt_order(num_problems: int, seed: int) -> list[int]:
@@ -209,7 +217,7 @@ class Trainer:
         cfg, G = self.cfg, self.cfg.group_size
         draws = cfg.max_draws if cfg.dynamic_sampling == "refill" else 1
         kept: list[tuple[Problem, list, torch.Tensor]] = []
-        ro = Rollout()
+        rollout = Rollout()
         for draw in range(draws):
             problems = self.draw_problems(step, draw)
             t0 = time.perf_counter()
@@ -218,239 +226,226 @@ class Trainer:
                 logprobs=needs_engine_logprobs(cfg)))
             t1 = time.perf_counter()
             flat = [(p, c) for p, group in zip(problems, groups) for c in group]
-            fp = [p for p, _ in flat]
+            row_problems = [p for p, _ in flat]
             state = trainer_state(cfg, step, len(self.problems), self.eval_every)
-            scored = self.scorer.score(self.benchmark.reward_prompts(fp),
+            scored = self.scorer.score(self.benchmark.reward_prompts(row_problems),
                                        self.benchmark.reward_completions([c.text for _, c in flat]),
-                                       reward_columns(fp), [list(c.token_ids) for _, c in flat], state)
-            ro.gen_s += t1 - t0
-            ro.score_s += time.perf_counter() - t1
-            ro.generated_tokens += sum(len(c.token_ids) for _, c in flat)
+                                       reward_columns(row_problems), [list(c.token_ids) for _, c in flat], state)
+            rollout.gen_s += t1 - t0
+            rollout.score_s += time.perf_counter() - t1
+            rollout.generated_tokens += sum(len(c.token_ids) for _, c in flat)
             if scored.problems:
                 append_jsonl(self.run_dir / "reward_errors.jsonl", {"step": step, "draw": draw, "problems": scored.problems})
             check_reward_failures(scored, step, cfg.max_reward_error_frac)
-            merge_metrics(ro.metric_values, scored.metrics)
+            merge_metrics(rollout.metric_values, scored.metrics)
             records = sample_records(scored)
             shaping = overlong_shaping([len(c.token_ids) for _, c in flat], cfg)
             totals = (torch.tensor(scored.totals, dtype=torch.float64) + torch.tensor(shaping, dtype=torch.float64))
             totals = totals.view(len(problems), G)
             if draw == 0:
-                ro.first, ro.first_scored = flat, scored
+                rollout.first, rollout.first_scored = flat, scored
             for j, p in enumerate(problems):
-                ro.groups_drawn += 1
+                rollout.groups_drawn += 1
                 if cfg.dynamic_sampling != "off" and bool((totals[j] == totals[j, 0]).all()):
-                    ro.groups_dropped += 1
+                    rollout.groups_dropped += 1
                     continue
                 kept.append((p, groups[j], totals[j], records[j * G:(j + 1) * G]))
-            ro.draws = draw + 1
+            rollout.draws = draw + 1
             if len(kept) >= cfg.prompts_per_step:
                 break
-        ro.groups_surplus = max(0, len(kept) - cfg.prompts_per_step)
+        rollout.groups_surplus = max(0, len(kept) - cfg.prompts_per_step)
         kept = kept[:cfg.prompts_per_step]
-        ro.problems = [p for p, *_ in kept]
-        ro.flat = [(p, c) for p, group, *_ in kept for c in group]
-        ro.records = [r for *_, group_records in kept for r in group_records]
-        ro.rewards = torch.stack([k[2] for k in kept]) if kept else torch.zeros(0, G, dtype=torch.float64)
-        ro.shaping = overlong_shaping([len(c.token_ids) for _, c in ro.flat], cfg)
-        return ro
+        rollout.problems = [p for p, *_ in kept]
+        rollout.flat = [(p, c) for p, group, *_ in kept for c in group]
+        rollout.records = [r for *_, group_records in kept for r in group_records]
+        rollout.rewards = torch.stack([k[2] for k in kept]) if kept else torch.zeros(0, G, dtype=torch.float64)
+        rollout.shaping = overlong_shaping([len(c.token_ids) for _, c in rollout.flat], cfg)
+        return rollout
 
     # ---- one step ---------------------------------------------------------------------------
     def step(self, step: int) -> dict:
+        """One step: collect, advantages, plan, noise floor, no-grad log-probs, optimiser passes, sync, metrics."""
         self.take_model()
-        cfg, G = self.cfg, self.cfg.group_size
-        t0 = time.perf_counter()
-        ro = self.collect(step)
-        flat, n_total = ro.flat, len(ro.flat)
-        t_score = time.perf_counter()
-
-        lengths = torch.tensor([max(1, len(c.token_ids)) for _, c in flat], dtype=torch.float64).view(-1, G)
-        advantages = self.algorithm.advantages(ro.rewards, lengths).reshape(-1).float()
-        require_finite(advantages, step, "advantages")
-
-        seq_prompts = [self.prompt_ids[p.id] for p, _ in flat]
-        seq_completions = [c.token_ids for _, c in flat]
-        # overlong filtering: truncated completions leave the loss (and its normalisers) altogether
-        in_loss = [i for i in range(n_total) if not (cfg.overlong_filter and not flat[i][1].finished)]
-        # rows that cannot move the policy (A = 0 under an inert algorithm, no KL) skip the backward passes
-        skip = self.algorithm.zero_advantage_is_inert and self.ref_model is None
-        trained = [i for i in in_loss if not skip or advantages[i] != 0]
-        trained_set = set(trained)
-        inert = sorted(set(range(n_total)) - trained_set)
-        parts = mini_batch_parts(in_loss, cfg.mini_batches, sampling_seed(self.seed, step))
-        # per mini-batch: its completions N_j and their tokens (the loss normalisers), its micro-batches
-        norms = [(len(part), sum(len(seq_completions[i]) for i in part)) for part in parts]
-        pad = self.tokenizer.pad_token_id
-        mbs, part_mbs = [], []
-        for part in parts:
-            new = make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad,
-                                     [i for i in part if i in trained_set], cfg.share_prompt, cfg.micro_batch_tokens)
-            part_mbs.append(range(len(mbs), len(mbs) + len(new)))
-            mbs += new
-        num_trained_mbs = len(mbs)
-        mbs += make_micro_batches(seq_prompts, seq_completions, cfg.micro_batch_size, pad, inert, cfg.share_prompt,
-                                  cfg.micro_batch_tokens)
-        stats, entropy_stats = Stats(), Stats()
-        params = self.params  # what AdamW updates: the model's parameters or their fp32 master weights
-        t_floor = time.perf_counter()
-        if num_trained_mbs:
-            self.maybe_measure_noise_floor(step, mbs[0])
-        t_floor = time.perf_counter() - t_floor
-        reuse = self.algorithm.reuse_gradient
-        # the first-pass trick below needs theta = theta_old at each micro-batch's first forward; with
-        # several mini-batches and fresh gradients, earlier mini-batches have moved theta: compute old up front
-        upfront = len(parts) > 1 and not reuse
-        old: list[torch.Tensor | None] = [None] * len(mbs)
-        ref: list[torch.Tensor | None] = [None] * len(mbs)
-        t_fwd = time.perf_counter()
-        with torch.no_grad(), self._autocast():
-            for k, mb in enumerate(mbs):
-                # moved before use: log-probs at theta_old now; not trained: only for the statistics
-                if (k < num_trained_mbs and upfront) or (k >= num_trained_mbs and cfg.inert_row_stats):
-                    old[k], ent = completion_logprobs(self.model, mb, True, cfg.temperature)
-                    entropy_stats.mean("entropy", ent, mb.completion_mask.to(ent.device))
-                if k < num_trained_mbs and self.ref_model is not None:
-                    ref[k] = completion_logprobs(self.ref_model, mb, False, cfg.temperature)[0]
-        t_nograd = time.perf_counter() - t_fwd
-        completions = [c for _, c in flat]
-        sampler = [engine_logprobs(mb, completions, logp_device(self.model)) if needs_engine_logprobs(cfg) else None
-                   for mb in mbs[:num_trained_mbs]]
-        weights: dict[int, torch.Tensor | None] = {}
-
-        def sample_weight(k: int, mask: torch.Tensor) -> torch.Tensor | None:
-            """Micro-batch k's sampler-learner correction weights, once its old log-probs are known."""
-            if k not in weights:
-                weights[k] = None if sampler[k] is None else correction_weight(
-                    old[k], sampler[k], mask, cfg.sampler_correction, cfg.sampler_correction_level,
-                    cfg.sampler_correction_cap)
-                if weights[k] is not None:
-                    log_weight(weights[k], mask, stats)
-            return weights[k]
-
-        def accumulate_gradient(j: int, first: bool) -> float:
-            """One pass of forward + backward over mini-batch j's trained micro-batches. In the first pass
-            the parameters are still theta_old, so its log-probs, detached, are the old log-probs: the
-            no-grad forward that would compute them again is never run."""
-            for p in params:  # zero gradients everywhere: rows with A = 0 still make an exact AdamW step
-                p.grad = torch.zeros_like(p)
-            total = 0.0
-            n_j, tokens_j = norms[j]
-            for k in part_mbs[j]:
-                mb = mbs[k]
-                with self._autocast():
-                    logp, ent = completion_logprobs(self.model, mb, first, cfg.temperature)
-                mask, adv = mb.completion_mask.to(logp.device), advantages[mb.indices].to(logp.device)
-                if first:
-                    old[k] = logp.detach()
-                    entropy_stats.mean("entropy", ent, mask)
-                else:  # staleness the loss sees: k3 = exp(d) - 1 - d, d = logp - old, unbiased for KL(pi_old || pi_theta)
-                    d = (logp.detach() - old[k]).double()
-                    k3 = (torch.exp(d) - 1 - d) * mask
-                    stats.mean("kl_old_k3_seq", k3.sum(dim=1))
-                    stats.mean("kl_old_k3_token", k3, mask)
-                behaviour = sampler[k] if cfg.behaviour_logprobs == "engine" else old[k]
-                batch = PolicyBatch(logp, behaviour, mask, adv, n_j, ref[k], num_tokens=tokens_j,
-                                    max_new_tokens=cfg.max_new_tokens, sample_weight=sample_weight(k, mask))
-                loss = self.algorithm.loss(batch, stats)
-                require_finite(loss.detach(), step, "loss")
-                loss.backward()
-                if self.master:
-                    self.master.collect_grads()
-                total += float(loss.detach())
-            return total
-
-        timer = {"fwd_bwd": 0.0, "optim": 0.0}
-
-        def timed(key: str, fn, *args):
-            t = time.perf_counter()
-            out = fn(*args)
-            timer[key] += time.perf_counter() - t
-            return out
-
-        def clip_gradient() -> None:
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
-            require_finite(torch.tensor(grad_norms[-1]), step, "gradient norm")
-
-        def optimizer_step() -> None:
-            clip_gradient()
-            self.optimizer.step()
-
-        losses, grad_norms = [], []
-        if reuse:  # each mini-batch's gradient at theta_old, computed once (before any step), applied mu times
-            fixed = []
-            for j in range(len(parts)):
-                losses.append(timed("fwd_bwd", accumulate_gradient, j, True))
-                timed("optim", clip_gradient)
-                fixed.append([p.grad.clone() for p in params])
-            t = time.perf_counter()
-            for _ in range(cfg.mu):
-                for g_j in fixed:
-                    for p, g in zip(params, g_j):
-                        p.grad = g.clone()  # the same g every step (AdamW may not modify it, but be safe)
-                    self.optimizer.step()
-            timer["optim"] += time.perf_counter() - t
+        t_start = time.perf_counter()
+        rollout = self.collect(step)
+        t_scored = time.perf_counter()
+        advantages = self.step_advantages(rollout, step)
+        plan = self.plan_micro_batches(rollout, advantages, step)
+        timer = StageTimer()
+        with timer("noise_floor"):
+            if plan.num_trained_micro_batches:
+                self.maybe_measure_noise_floor(step, plan.micro_batches[0])
+        # the first-pass trick (old log-probs from the first pass) needs theta = theta_old at each micro-batch's
+        # first forward; with several mini-batches and fresh gradients, earlier mini-batches have moved theta:
+        # compute old up front
+        upfront = len(plan.parts) > 1 and not self.algorithm.reuse_gradient
+        with timer("nograd_fwd"):
+            state = self.nograd_logprobs(plan, advantages, upfront)
+        completions = [c for _, c in rollout.flat]
+        state.sampler = self.sampler_logprobs(plan, completions)
+        if self.algorithm.reuse_gradient:
+            losses, grad_norms = self.reused_gradient_passes(step, plan, state, timer)
         else:
-            for inner in range(cfg.mu):
-                for j in range(len(parts)):
-                    losses.append(timed("fwd_bwd", accumulate_gradient, j, inner == 0 and not upfront))
-                    timed("optim", optimizer_step)
+            losses, grad_norms = self.fresh_gradient_passes(step, plan, state, timer, upfront)
         self.optimizer.zero_grad(set_to_none=True)
-        engine_gap(mbs, old, completions, entropy_stats, cfg.sampler_correction_cap)
-        t_sync = time.perf_counter()
-        self.engine.sync_weights(self.model)
-        t_train = time.perf_counter()
-
-        # generation and reward statistics describe draw 0: the prompt stream every variant sees
-        first, scored, n_first = ro.first, ro.first_scored, len(ro.first)
-        first_rewards = torch.tensor(scored.totals, dtype=torch.float64)
-        row = {
-            "step": step,
-            "problem_ids": [p.id for p, _ in first[::G]],
-            "reward_mean": float(first_rewards.mean()),
-            "reward_std": float(first_rewards.std()) if first_rewards.numel() > 1 else 0.0,
-            "response_length_mean": sum(len(c.token_ids) for _, c in first) / n_first,
-            "response_length_max": max(len(c.token_ids) for _, c in first),
-            "truncated_frac": sum(not c.finished for _, c in first) / n_first,
-            "samples": n_total,
-            "generated_tokens": ro.generated_tokens,
-            "gen_tokens_per_s": ro.generated_tokens / max(ro.gen_s, 1e-9),
-            "trained_frac": len(trained) / max(n_total, 1),
-            "train_tokens_per_s": cfg.mu * sum(mb.num_tokens for mb in mbs[:num_trained_mbs]) / max(t_train - t_score, 1e-9),
-            "loss": sum(losses[-len(parts):]) / len(parts),  # mean over the last pass's mini-batches
-            "grad_norm": grad_norms[-1],
-            "gen_s": ro.gen_s, "score_s": ro.score_s, "train_s": t_train - t_score,
-            # the training phase's parts (all included in train_s): no-grad forward passes (rows that do not
-            # train, reference log-probs, old log-probs computed up front), forward+backward, gradient
-            # clipping + optimizer steps, engine weight sync
-            "nograd_fwd_s": t_nograd, "fwd_bwd_s": timer["fwd_bwd"], "optim_s": timer["optim"],
-            "sync_s": t_train - t_sync,
-            "noise_floor_s": t_floor,
-            "step_s": t_train - t0,
-            **self.noise_floor,
-        }
-        if cfg.dynamic_sampling != "off":
-            row.update(ds_draws=ro.draws, ds_groups_drawn=ro.groups_drawn, ds_groups_dropped=ro.groups_dropped,
-                       ds_groups_surplus=ro.groups_surplus, groups_trained=len(ro.problems),
-                       trained_problem_ids=[p.id for p in ro.problems])
-        if cfg.overlong_buffer:
-            row["overlong_shaping_mean"] = sum(ro.shaping) / max(n_total, 1)
-        if cfg.overlong_filter:
-            row["overlong_filtered_frac"] = (n_total - len(in_loss)) / max(n_total, 1)
-        if cfg.mini_batches > 1:
-            row["mini_batches"] = len(parts)
-        if self.correctness_reward in scored.values:
-            vals = scored.values[self.correctness_reward]
-            row["accuracy"] = sum(v == 1.0 for v in vals) / n_first
-        for name, vals in scored.values.items():
-            present = [v for v in vals if v is not None]
-            row[f"reward/{name}"] = sum(present) / len(present) if present else None
-        for name, counts in scored.count_summary().items():
-            for status in ("none", "error", "timeout"):
-                row[f"reward_{status}/{name}"] = counts[status]
-        row.update(entropy_stats.result())
-        row.update(stats.result())
-        row.update(logged_metrics(row, ro.metric_values))
-        self.samples.write(step, flat, ro.records, ro.rewards.reshape(-1).tolist(), advantages.tolist())
+        engine_gap(plan.micro_batches, state.old, completions, state.entropy_stats, self.cfg.sampler_correction_cap)
+        with timer("sync"):
+            self.engine.sync_weights(self.model)
+        t_trained = time.perf_counter()
+        row = {**rollout_metrics(step, rollout, self.cfg.group_size),
+               **training_metrics(rollout, plan, self.cfg.mu, losses, grad_norms, timer,
+                                  train_s=t_trained - t_scored, step_s=t_trained - t_start),
+               **self.noise_floor,
+               **option_metrics(self.cfg, rollout, plan),
+               **reward_metrics(rollout.first_scored, self.correctness_reward)}
+        row.update(state.entropy_stats.result())
+        row.update(state.stats.result())
+        row.update(logged_metrics(row, rollout.metric_values))
+        self.samples.write(step, rollout.flat, rollout.records, rollout.rewards.reshape(-1).tolist(),
+                           advantages.tolist())
         return row
+
+    def step_advantages(self, rollout: Rollout, step: int) -> torch.Tensor:
+        """The algorithm's advantage per row of the batch, float32 (finite, or the run stops)."""
+        lengths = torch.tensor([max(1, len(c.token_ids)) for _, c in rollout.flat], dtype=torch.float64)
+        advantages = self.algorithm.advantages(rollout.rewards, lengths.view(-1, self.cfg.group_size))
+        advantages = advantages.reshape(-1).float()
+        require_finite(advantages, step, "advantages")
+        return advantages
+
+    def plan_micro_batches(self, rollout: Rollout, advantages: torch.Tensor, step: int) -> MicroBatchPlan:
+        """Which rows are in the loss and which train, the mini-batches (seeded by the step), their
+        normalisers and micro-batches; the rows that do not train get micro-batches at the end."""
+        cfg, num_rows = self.cfg, len(rollout.flat)
+        prompt_ids = [self.prompt_ids[p.id] for p, _ in rollout.flat]
+        completion_ids = [c.token_ids for _, c in rollout.flat]
+        # overlong filtering: truncated completions leave the loss (and its normalisers) altogether
+        in_loss = [i for i in range(num_rows) if not (cfg.overlong_filter and not rollout.flat[i][1].finished)]
+        # rows that cannot move the policy (A = 0 under an inert algorithm, no KL) skip the backward passes
+        skip_inert = self.algorithm.zero_advantage_is_inert and self.ref_model is None
+        trained = {i for i in in_loss if not skip_inert or advantages[i] != 0}
+        parts = mini_batch_parts(in_loss, cfg.mini_batches, sampling_seed(self.seed, step))
+        normalisers = [LossNormaliser(len(part), sum(len(completion_ids[i]) for i in part)) for part in parts]
+        cut = functools.partial(make_micro_batches, prompt_ids, completion_ids, cfg.micro_batch_size,
+                                self.tokenizer.pad_token_id, share_prompt=cfg.share_prompt,
+                                max_tokens=cfg.micro_batch_tokens)
+        micro_batches, part_micro_batches = [], []
+        for part in parts:
+            new = cut([i for i in part if i in trained])
+            part_micro_batches.append(range(len(micro_batches), len(micro_batches) + len(new)))
+            micro_batches += new
+        num_trained_micro_batches = len(micro_batches)
+        micro_batches += cut(sorted(set(range(num_rows)) - trained))
+        return MicroBatchPlan(parts, normalisers, micro_batches, part_micro_batches, num_trained_micro_batches,
+                              num_rows=num_rows, num_in_loss=len(in_loss), num_trained_rows=len(trained))
+
+    def nograd_logprobs(self, plan: MicroBatchPlan, advantages: torch.Tensor, upfront: bool) -> PassState:
+        """The no-grad forward passes: old log-probs up front (``upfront``) and of the rows that do not train
+        (for the entropy statistic, with ``inert_row_stats``), reference log-probs of the trained rows."""
+        num_trained, temperature = plan.num_trained_micro_batches, self.cfg.temperature
+        state = PassState(advantages, old=[None] * len(plan.micro_batches), ref=[None] * len(plan.micro_batches))
+        with torch.no_grad(), self._autocast():
+            for k, mb in enumerate(plan.micro_batches):
+                # moved before use: log-probs at theta_old now; not trained: only for the statistics
+                if (k < num_trained and upfront) or (k >= num_trained and self.cfg.inert_row_stats):
+                    state.old[k], entropy = completion_logprobs(self.model, mb, True, temperature)
+                    state.entropy_stats.mean("entropy", entropy, mb.completion_mask.to(entropy.device))
+                if k < num_trained and self.ref_model is not None:
+                    state.ref[k] = completion_logprobs(self.ref_model, mb, False, temperature)[0]
+        return state
+
+    def sampler_logprobs(self, plan: MicroBatchPlan, completions: list) -> list[torch.Tensor | None]:
+        """The engine's log-probs per trained micro-batch, where a setting needs them (else None)."""
+        needed = needs_engine_logprobs(self.cfg)
+        return [engine_logprobs(mb, completions, logp_device(self.model)) if needed else None
+                for mb in plan.trained_micro_batches]
+
+    def sample_weight(self, state: PassState, k: int, mask: torch.Tensor) -> torch.Tensor | None:
+        """Micro-batch k's sampler-learner correction weights, computed (and logged) once its old
+        log-probs are known."""
+        if k not in state.weights:
+            cfg = self.cfg
+            state.weights[k] = None if state.sampler[k] is None else correction_weight(
+                state.old[k], state.sampler[k], mask, cfg.sampler_correction, cfg.sampler_correction_level,
+                cfg.sampler_correction_cap)
+            if state.weights[k] is not None:
+                log_weight(state.weights[k], mask, state.stats)
+        return state.weights[k]
+
+    def micro_batch_backward(self, step: int, state: PassState, k: int, mb: MicroBatch,
+                             normaliser: LossNormaliser, first: bool) -> float:
+        """Forward + backward of the algorithm's loss on trained micro-batch k; returns the loss. In a first
+        pass (theta = theta_old) its detached log-probs become the old log-probs."""
+        cfg = self.cfg
+        with self._autocast():
+            logp, entropy = completion_logprobs(self.model, mb, first, cfg.temperature)
+        mask, adv = mb.completion_mask.to(logp.device), state.advantages[mb.indices].to(logp.device)
+        if first:
+            state.old[k] = logp.detach()
+            state.entropy_stats.mean("entropy", entropy, mask)
+        else:
+            staleness_stats(logp, state.old[k], mask, state.stats)
+        behaviour = state.sampler[k] if cfg.behaviour_logprobs == "engine" else state.old[k]
+        batch = PolicyBatch(logp, behaviour, mask, adv, normaliser.completions, state.ref[k],
+                            num_tokens=normaliser.tokens, max_new_tokens=cfg.max_new_tokens,
+                            sample_weight=self.sample_weight(state, k, mask))
+        loss = self.algorithm.loss(batch, state.stats)
+        require_finite(loss.detach(), step, "loss")
+        loss.backward()
+        if self.master:
+            self.master.collect_grads()
+        return float(loss.detach())
+
+    def accumulate_gradient(self, step: int, plan: MicroBatchPlan, state: PassState, part: int,
+                            first: bool) -> float:
+        """One pass of forward + backward over mini-batch ``part``'s trained micro-batches; returns the
+        summed loss. In the first pass the parameters are still theta_old, so its log-probs, detached, are
+        the old log-probs: the no-grad forward that would compute them again is never run."""
+        for p in self.params:  # zero gradients everywhere: rows with A = 0 still make an exact AdamW step
+            p.grad = torch.zeros_like(p)
+        total = 0.0
+        for k in plan.part_micro_batches[part]:
+            total += self.micro_batch_backward(step, state, k, plan.micro_batches[k], plan.normalisers[part], first)
+        return total
+
+    def clip_gradient(self, step: int) -> float:
+        """Clip the gradient to ``grad_clip``; returns its norm before clipping (finite, or the run stops)."""
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+        require_finite(torch.tensor(grad_norm), step, "gradient norm")
+        return grad_norm
+
+    def fresh_gradient_passes(self, step: int, plan: MicroBatchPlan, state: PassState, timer: StageTimer,
+                              upfront: bool) -> tuple[list[float], list[float]]:
+        """mu passes over the mini-batches, a fresh gradient and an AdamW step per mini-batch; returns the
+        losses and gradient norms, in order."""
+        losses, grad_norms = [], []
+        for inner in range(self.cfg.mu):
+            for part in range(len(plan.parts)):
+                with timer("fwd_bwd"):
+                    losses.append(self.accumulate_gradient(step, plan, state, part, inner == 0 and not upfront))
+                with timer("optim"):
+                    grad_norms.append(self.clip_gradient(step))
+                    self.optimizer.step()
+        return losses, grad_norms
+
+    def reused_gradient_passes(self, step: int, plan: MicroBatchPlan, state: PassState,
+                               timer: StageTimer) -> tuple[list[float], list[float]]:
+        """The algorithm's ``reuse_gradient``: each mini-batch's gradient at theta_old, computed once (before
+        any step) and clipped, then applied mu times; returns the losses and gradient norms."""
+        losses, grad_norms, fixed_grads = [], [], []
+        for part in range(len(plan.parts)):
+            with timer("fwd_bwd"):
+                losses.append(self.accumulate_gradient(step, plan, state, part, True))
+            with timer("optim"):
+                grad_norms.append(self.clip_gradient(step))
+            fixed_grads.append([p.grad.clone() for p in self.params])
+        with timer("optim"):
+            for _ in range(self.cfg.mu):
+                for part_grads in fixed_grads:
+                    for p, grad in zip(self.params, part_grads):
+                        p.grad = grad.clone()  # the same g every step (AdamW may not modify it, but be safe)
+                    self.optimizer.step()
+        return losses, grad_norms
 
     def maybe_measure_noise_floor(self, step: int, mb) -> None:
         """Measure the ratio noise floor (training/noise_floor.py) on ``mb`` at theta_old, every
