@@ -215,13 +215,20 @@ def _add_site_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .report.runs import DEFAULT_TARGET
-
     p = argparse.ArgumentParser(prog="grpo-bench", description=__doc__)
     p.add_argument("--verbose", action="store_true",
                    help="show every library's INFO/WARNING lines on the console (they always go to the run's log file)")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_run_parser, _add_eval_parser, _add_leaderboard_parser, _add_site_parser, _add_compare_parser,
+                _add_probe_parser):
+        add(sub)
+    pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
+    pl.set_defaults(fn=_cmd_plugins)
+    _add_benchmarks_parser(sub)
+    return p
 
+
+def _add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="train and evaluate every variant x seed of a suite, then print the leaderboard")
     run.add_argument("suite", help="suite file (TOML)")
     run.add_argument("--results-dir", default="results", help="results root (default: results)")
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the runs, the settings that differ from the defaults and the cost; write nothing")
     run.set_defaults(fn=_cmd_run)
 
+
+def _add_eval_parser(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate one model on one benchmark")
     ev.add_argument("--model", required=True, help="model path, hub id, 'smollm2-135m-instruct' or 'tiny-random'")
     ev.add_argument("--benchmark", required=True)
@@ -267,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default="bundled", choices=["bundled", "hub"], help="benchmark data source")
     ev.set_defaults(fn=_cmd_eval)
 
+
+def _add_leaderboard_parser(sub) -> None:
+    from .report.runs import DEFAULT_TARGET
+
     lb = sub.add_parser("leaderboard", help="rebuild leaderboard.md/.csv/.json/.html and plots/ of a suite's results")
     lb.add_argument("dir")
     lb.add_argument("--reference", help="variant the differences are taken against (default: grpo, when present)")
@@ -274,13 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"train accuracy for the 'steps to target' column (default: {DEFAULT_TARGET})")
     lb.set_defaults(fn=_cmd_leaderboard)
 
-    _add_site_parser(sub)
+
+def _add_compare_parser(sub) -> None:
     cmp = sub.add_parser("compare", help="per-benchmark differences B - A between two suite or run folders")
     cmp.add_argument("a", help="results folder A (a suite's folder or one run's folder)")
     cmp.add_argument("b", help="results folder B")
     cmp.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     cmp.set_defaults(fn=_cmd_compare)
 
+
+def _add_probe_parser(sub) -> None:
     pr = sub.add_parser("probe", help="exact probes of the algorithms on a policy small enough to enumerate")
     prs = pr.add_subparsers(dest="probe", required=True)
     gb = prs.add_parser("gradient-bias", help="expected update vs exact policy gradient at theta_k and theta_old, "
@@ -314,11 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
     gb.add_argument("--seed", type=int, default=0, help="Monte Carlo sampling seed")
     gb.add_argument("--runs-root", default="results", help="where to read the published runs' KL and noise floor from")
     gb.set_defaults(fn=_cmd_probe_gradient_bias)
-
-    pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
-    pl.set_defaults(fn=_cmd_plugins)
-    _add_benchmarks_parser(sub)
-    return p
 
 
 def _add_benchmarks_parser(sub) -> None:
