@@ -195,17 +195,44 @@ def _set(table: dict, parts: list[str], value: Any, item: str) -> None:
 def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None = None) -> Suite:
     """Load, override (``--set`` items, applied before validation) and check a suite file."""
     path = Path(path)
+    data = read_suite_file(path, overrides)
+
+    def err(key: str, msg: str) -> SuiteError:
+        return SuiteError(f"{path}: {key}: {msg}")
+
+    meta, train, ev, variants, claims = build_sections(data, path, err)
+    check_meta(meta, ev, registry, path, err)
+    if not variants:
+        raise err("variants", "at least one [[variants]] entry is needed")
+    check_train_section(train, meta, ev, variants, registry, path, err)
+    check_eval_targets(ev, registry, err)
+    check_trackers(meta.report_to, err)
+    seen = check_variants(variants, train, meta, registry, path, err)
+    if not 0 < meta.equivalence_margin < 1:
+        raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
+    if meta.positive_control and meta.positive_control not in seen:
+        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name"
+                  f"{did_you_mean(meta.positive_control, sorted(seen))} (variants: {', '.join(sorted(seen))})")
+    check_model(meta.model, lambda msg: err("suite.model", msg))
+    suite = Suite(path, meta, train, ev, variants)
+    suite.overrides = list(overrides or [])
+    suite.claims = check_claims(claims, suite, err)
+    return suite
+
+
+def read_suite_file(path: Path, overrides: list[str] | None) -> dict:
+    """The suite file's table with the ``--set`` items applied (a missing file or bad TOML: one line)."""
     if not path.is_file():
         raise SuiteError(f"{path}: file not found")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: not valid TOML: {exc}") from exc
-    data = apply_overrides(data, list(overrides or []))
+    return apply_overrides(data, list(overrides or []))
 
-    def err(key: str, msg: str) -> SuiteError:
-        return SuiteError(f"{path}: {key}: {msg}")
 
+def build_sections(data: dict, path: Path, err) -> tuple:
+    """(meta, train, eval, variants, claims) built from the table, every key and type checked."""
     known = {"suite", "train", "eval", "variants", "claims"}
     for key in data:
         if key not in known:
@@ -218,7 +245,11 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         claims = _check_type(data.get("claims", []), list[Claim], "claims")
     except SuiteError as exc:
         raise SuiteError(f"{path}: {exc}") from None
+    return meta, train, ev, variants, claims
 
+
+def check_meta(meta: SuiteMeta, ev: EvalSection, registry: Registry, path: Path, err) -> None:
+    """``[suite]``: name, plugins, settings, resources, data source, engine and its options."""
     meta.name = meta.name or path.stem
     load_suite_plugins(registry, meta.plugins, path, err)
     check_name(meta.name, lambda msg: err("suite.name", msg))
@@ -241,8 +272,12 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         engine_cls.check_options(dict(meta.engine_options))
     except UserError as exc:
         raise err("suite.engine_options", str(exc)) from None
-    if not variants:
-        raise err("variants", "at least one [[variants]] entry is needed")
+
+
+def check_train_section(train: TrainSection, meta: SuiteMeta, ev: EvalSection, variants: list[Variant],
+                        registry: Registry, path: Path, err) -> None:
+    """``[train]``: the "auto" switches resolved (ratio numerics when a variant compares ratios), bounds,
+    LoRA, the benchmark and its split and version, the rewards and their weights."""
     ratios = suite_compares_ratios(registry, variants, train.mu)
     for key in AUTO_SWITCHES:
         setattr(train, key, resolve_auto(key, getattr(train, key), meta.device, err, ratios))
@@ -269,6 +304,10 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         if not math.isfinite(weight) or abs(weight) > MAX_REWARD_WEIGHT:
             raise err(key, f"must be finite with |weight| <= {MAX_REWARD_WEIGHT:g} (so weighted totals of "
                            f"rewards bounded by {MAX_ABS_REWARD:g} stay finite), got {weight!r}")
+
+
+def check_eval_targets(ev: EvalSection, registry: Registry, err) -> None:
+    """``[eval]``: each target's benchmark, split, reward and limit; evaluation during training."""
     for i, target in enumerate(ev.benchmarks):
         b = _check_plugin(registry, "benchmarks", target.name, err, f"eval.benchmarks[{i}].name")
         if target.split not in b.splits:
@@ -281,7 +320,11 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
                   "must be >= 0" if ev.every < 0 else "must be >= 1")
     if ev.every and not ev.benchmarks:
         raise err("eval.every", "needs at least one eval.benchmarks target")
-    for i, name in enumerate(meta.report_to):  # the packages are checked now, not mid-run
+
+
+def check_trackers(report_to: list[str], err) -> None:
+    """``[suite] report_to``: known trackers whose packages import (checked now, not mid-run)."""
+    for i, name in enumerate(report_to):
         if name not in TRACKERS:
             raise err(f"suite.report_to[{i}]", f"unknown tracker {name!r}{did_you_mean(name, list(TRACKERS))} "
                                               f"(known: {', '.join(TRACKERS)})")
@@ -292,6 +335,12 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
             raise err(f"suite.report_to[{i}]", "mlflow: set MLFLOW_TRACKING_URI (a tracking server http://..., "
                       "sqlite:///mlflow.db with the full mlflow package, or file:///path/mlruns together with "
                       "MLFLOW_ALLOW_FILE_STORE=true)")
+
+
+def check_variants(variants: list[Variant], train: TrainSection, meta: SuiteMeta, registry: Registry, path: Path,
+                   err) -> set[str]:
+    """Each ``[[variants]]`` entry: its algorithm and options (resolved), name, and ``train`` overrides
+    (their "auto" switches resolved for the variant's own algorithm). Returns the variant names."""
     seen = set()
     for i, v in enumerate(variants):
         cls = _check_plugin(registry, "algorithms", v.algorithm, err, f"variants[{i}].algorithm")
@@ -315,16 +364,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
                 v.train[key] = resolve_auto(key, v.train[key], meta.device, err,
                                             algorithm_compares_ratios(cls, v.train.get("mu", train.mu)))
         check_train(dataclasses.replace(train, **v.train), err, f"variants[{i}].train")
-    if not 0 < meta.equivalence_margin < 1:
-        raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
-    if meta.positive_control and meta.positive_control not in seen:
-        raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name"
-                  f"{did_you_mean(meta.positive_control, sorted(seen))} (variants: {', '.join(sorted(seen))})")
-    check_model(meta.model, lambda msg: err("suite.model", msg))
-    suite = Suite(path, meta, train, ev, variants)
-    suite.overrides = list(overrides or [])
-    suite.claims = check_claims(claims, suite, err)
-    return suite
+    return seen
 
 
 def load_suite_plugins(registry: Registry, modules: list[str], path: Path, err) -> None:
