@@ -28,11 +28,17 @@ from .policy import MicroBatch, completion_logprobs
 from .precision import MasterWeights
 
 
+def masked_k3(d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """k3 = exp(d) - 1 - d per token in float64, 0 on padding: the floor's statistic and the trainer's
+    staleness (``kl_old_k3_*``, step_parts.staleness_stats) are this one computation."""
+    d = d.double()
+    return (torch.exp(d) - 1 - d) * mask
+
+
 def k3_stats(d: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
     """(mean over sequences of sum_t k3, token mean of k3) for log-prob differences ``d`` [B, T]."""
-    d = d.double()
     mask = mask.double()
-    k3 = (torch.exp(d) - 1 - d) * mask
+    k3 = masked_k3(d, mask)
     return float(k3.sum(dim=1).mean()), float(k3.sum() / mask.sum().clamp(min=1))
 
 

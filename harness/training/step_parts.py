@@ -17,6 +17,7 @@ import torch
 
 from ..algorithm import Stats
 from ..config.schema import TrainConfig
+from .noise_floor import masked_k3
 from .policy import MicroBatch
 
 
@@ -79,8 +80,7 @@ class StageTimer:
 def staleness_stats(logp: torch.Tensor, old: torch.Tensor, mask: torch.Tensor, stats: Stats) -> None:
     """How far theta moved from theta_old, as the loss sees it: k3 = exp(d) - 1 - d, d = logp - old, an
     unbiased estimate of KL(pi_old || pi_theta), per sequence (summed) and per token."""
-    d = (logp.detach() - old).double()
-    k3 = (torch.exp(d) - 1 - d) * mask
+    k3 = masked_k3(logp.detach() - old, mask)
     stats.mean("kl_old_k3_seq", k3.sum(dim=1))
     stats.mean("kl_old_k3_token", k3, mask)
 
