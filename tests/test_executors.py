@@ -186,6 +186,15 @@ def test_shards_partition_the_grid(suite_file):
             parse_shard(bad)
 
 
+def test_plan_is_seed_major(suite_file):
+    """Base first, then every variant at the first seed before any variant at the next: a run cut short leaves
+    complete paired sets (the grid has 2 variants x 2 seeds)."""
+    registry = default_registry()
+    runs = make_plan(load_suite(suite_file, registry), registry, Path("/nonexistent")).runs
+    assert [(r.variant is None, r.seed) for r in runs] == [(True, 0), (False, 0), (False, 0), (False, 1), (False, 1)]
+    assert runs[1].variant != runs[2].variant and {runs[1].variant, runs[2].variant} == {runs[3].variant, runs[4].variant}
+
+
 def test_run_lock_excludes_another_process(tmp_path):
     probe = ("import sys; from pathlib import Path; from grpo_bench.execute.locks import run_lock\n"
              "with run_lock(Path(sys.argv[1])) as owned: print(owned)")

@@ -82,7 +82,10 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[str] | None = None,
               shard: tuple[int, int] | None = None) -> Plan:
-    """The grid, in a fixed order: base (first seed), then each variant in suite order x each seed.
+    """The grid, in a fixed order: base (first seed), then seed by seed, each variant in suite order.
+
+    Seed-major, so that a run cut short (a session's end, a budget) leaves complete paired sets: every variant
+    at seed 0, then every variant at seed 1, ... (paired differences need both sides at the same seed).
 
     ``shard = (i, n)`` keeps the runs at positions i, i + n, i + 2n, ... of that order (shard 0 owns the
     base evaluation): a deterministic slice for job arrays; ``grpo-bench leaderboard DIR`` finalises."""
@@ -94,7 +97,7 @@ def make_plan(suite: Suite, registry: Registry, results_root: Path, only: list[s
                             f"(variants: {', '.join(names)})")
     resolve_inputs(suite, registry)
     runs = [RunSpec(None, suite.suite.seeds[0])]
-    runs += [RunSpec(v.name, seed) for v in suite.variants if not only or v.name in only for seed in suite.suite.seeds]
+    runs += [RunSpec(v.name, seed) for seed in suite.suite.seeds for v in suite.variants if not only or v.name in only]
     if shard is not None:
         runs = runs[shard[0]::shard[1]]
     out = Path(results_root) / suite.suite.name
