@@ -256,14 +256,15 @@ class Sample:
     limits: Limits = Limits()
 
 
-def _job_head(mode_: str, sample: Sample, cwd: str, parent_pid: int) -> dict:
-    """Everything the judge needs before the program: it prepares the sandbox from this alone."""
+def _job_head(mode_: str, sample: Sample, parent_pid: int, cgroup_procs: str) -> dict:
+    """Everything the judge needs before the program: it prepares the sandbox from this alone.
+    ``cgroup_procs``: the sample's cgroup's ``cgroup.procs``, which the judge joins first ("" for none)."""
     limits = sample.limits
     if mode_ == "bwrap":
         command, cwd = bwrap_command(sandbox_python(), limits), "/"
     else:
-        command = [sys.executable, "-I", "-B", "-S", "-c", SERVER]
-    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
+        command, cwd = [sys.executable, "-I", "-B", "-S", "-c", SERVER], None  # the judge's own directory
+    return {"cgroup_procs": cgroup_procs, "uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
             "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
             "tests": sample.tests, "entry_point": sample.entry_point or "",
             "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
@@ -404,8 +405,9 @@ class _Judge:
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = f"judge could not start: {type(exc).__name__}: {exc}"
             return
-        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its job is sent: it has run nothing yet
-        self.head = code + (json.dumps(_job_head(mode_, sample, self.workdir, parent_pid)) + "\n").encode()
+        self.group = _sample_cgroup(self.limits)  # empty: the judge joins it before anything else (judge._confine)
+        procs = str(self.group.path / "cgroup.procs") if self.group is not None else ""
+        self.head = code + (json.dumps(_job_head(mode_, sample, parent_pid, procs)) + "\n").encode()
         fd = self.proc.stdin.fileno()
         os.set_blocking(fd, False)
         try:  # as much as the pipe takes now; the rest when the sample runs
@@ -501,18 +503,10 @@ def run_batch(samples: list[Sample]) -> list[Result]:
     return results
 
 
-def _sample_cgroup(judge_pid: int, limits: Limits) -> cgroups.SampleCgroup | None:
-    """The sample's own cgroup with the judge in it, where cgroup v2 is writable (see :mod:`.cgroups`)."""
+def _sample_cgroup(limits: Limits) -> cgroups.SampleCgroup | None:
+    """The sample's own cgroup, empty, where cgroup v2 is writable (see :mod:`.cgroups`); the judge joins it."""
     memory = (limits.memory_mb + limits.scratch_mb + limits.shm_mb + 256) << 20  # program, tmpfs, judge
-    group = cgroups.create(memory, limits.nproc + 8)
-    if group is None:
-        return None
-    try:
-        group.add(judge_pid)
-    except OSError:
-        group.remove(0)
-        return None
-    return group
+    return cgroups.create(memory, limits.nproc + 8)
 
 
 def _verdict(pump: _Pump, exited: bool, code: int, seconds: float, limits: Limits, mode_: str) -> Result:
