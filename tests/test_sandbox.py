@@ -603,6 +603,18 @@ def test_the_sandbox_starts_without_importing_json():
     result = sandbox.run_tests(program, "assert LOADED == []\n", limits=sandbox.Limits(wall_s=LIMIT))
     assert result.passed, result
 
+
+def test_the_server_arrives_compiled_where_the_bytecode_formats_match():
+    """Same magic number as the harness's interpreter: the marshalled code (one argument after -c);
+    an interpreter that cannot say its format gets the source."""
+    import importlib.util
+
+    same = sandbox._bytecode_magic(sandbox.sandbox_python()) == importlib.util.MAGIC_NUMBER.hex()
+    program = "import sys\nARGUMENTS = len(sys.argv) - 1\n"
+    result = sandbox.run_tests(program, f"assert ARGUMENTS == {1 if same else 0}\n", limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result
+    assert sandbox.server_arguments("/nonexistent/python3") == ("-c", sandbox.SERVER)
+
 def test_extract_program():
     assert extract_program("a\n```python\nx = 1\n```\nb\n```python\nx = 2\n```\n") == "x = 2\n"
     assert extract_program("```python\nx = 1\n```\n```text\nnot code\n```") == "x = 1\n"
