@@ -73,7 +73,7 @@ UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid n
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
-AHEAD = 2  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
+AHEAD = 4  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
 
 
 def _source(*names: str) -> str:
