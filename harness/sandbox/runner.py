@@ -460,20 +460,37 @@ class _Judge:
 
     def finish(self) -> Result:
         """Wait for the verdict (or the deadline), kill everything of the sample, return the result."""
+        self.end()
+        return self.result()
+
+    def end(self) -> None:
+        """Wait for the verdict (or the deadline), then kill everything of the sample: after this nothing
+        of it runs; :meth:`result` reaps the judge and removes the (empty) cgroup and directory."""
         if self.proc is None:
-            self.discard()
-            return Result("error", self.error, mode=self.mode)
-        pump, limits = self.pump, self.limits
+            return
+        pump = self.pump
         try:
-            exited = pump.run_until(self.start + limits.wall_s + GRACE_S)
+            self.exited = pump.run_until(self.start + self.limits.wall_s + GRACE_S)
             self._kill()
             pump.kill_sandbox()  # the sandbox's init, and with it its pid namespace (it has its own session)
             pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
-            code = self.proc.wait()
-        finally:
+        except BaseException:
             pump.close()
             self.discard()
-        return _verdict(pump, exited, code, time.monotonic() - self.start, limits, self.mode)
+            raise
+        self.seconds = time.monotonic() - self.start
+
+    def result(self) -> Result:
+        """The verdict of an :meth:`end`-ed judge: its exit status, then its cgroup and directory removed."""
+        if self.proc is None:
+            self.discard()
+            return Result("error", self.error, mode=self.mode)
+        try:
+            code = self.proc.wait()
+        finally:
+            self.pump.close()
+            self.discard()
+        return _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
 
     def _kill(self) -> None:
         try:
@@ -496,7 +513,10 @@ class _Judge:
         if self.group is not None:
             self.group.remove()
             self.group = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            os.rmdir(self.workdir)  # empty in the bubblewrap mode (the judge runs there, the program in /tmp)
+        except OSError:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
@@ -509,22 +529,32 @@ def run_batch(samples: list[Sample]) -> list[Result]:
     started while the current one runs (bubblewrap mode; see ``docs/sandbox.md``, "Speed").
 
     Each sample still gets its own judge, sandbox and cgroup, created for it alone; a started-ahead
-    sandbox has run nothing of any program when its program arrives. In the weak mode (no namespaces:
-    a program could reach a waiting process of the same user) nothing is started ahead.
+    sandbox has run nothing of any program when its program arrives. Everything of a sample is killed
+    before the next sample's program is sent; its judge's exit status is collected and its empty cgroup
+    and directory removed while the next sample runs. In the weak mode (no namespaces: a program could
+    reach a waiting process of the same user) nothing is started ahead.
     Raises :class:`SandboxUnavailable`.
     """
     mode_ = mode()
     ahead = AHEAD if mode_ == "bwrap" else 0
     results: list[Result] = []
     waiting: list[_Judge] = []  # judges started for the next samples, in order
+    ended: list[_Judge] = []  # the previous sample's judge: killed, its result not yet taken
     try:
         for i, sample in enumerate(samples):
             judge = waiting.pop(0) if waiting else _Judge(mode_, sample)
             judge.begin()
+            if ended:  # the previous sample's reaping and clean-up, while this one runs
+                results.append(ended.pop().result())
             while len(waiting) < ahead and i + 1 + len(waiting) < len(samples):
                 waiting.append(_Judge(mode_, samples[i + 1 + len(waiting)]))
-            results.append(judge.finish())
+            judge.end()
+            ended.append(judge)
+        if ended:
+            results.append(ended.pop().result())
     finally:
+        for judge in ended:
+            judge.result()
         for judge in waiting:
             judge.discard()
     return results
