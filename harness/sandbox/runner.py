@@ -289,10 +289,10 @@ def _job_head(mode_: str, sample: Sample, parent_pid: int, cgroup_procs: str) ->
     limits = sample.limits
     if mode_ == "bwrap":
         command, cwd = bwrap_command(sandbox_python(), limits), "/"
-    else:
-        command, cwd = [sys.executable, "-I", "-B", "-S", *server_arguments(sys.executable)], None  # the judge's
-    return {"cgroup_procs": cgroup_procs, "uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
-            "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
+    else:  # the server runs in the judge's own (per-sample) directory
+        command, cwd = [sys.executable, "-I", "-B", "-S", *server_arguments(sys.executable)], None
+    return {"cgroup_procs": cgroup_procs, "uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0,
+            "harness_pid": parent_pid, "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
             "tests": sample.tests, "entry_point": sample.entry_point or "",
             "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
             "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
