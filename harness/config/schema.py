@@ -24,6 +24,8 @@ CLAIM_KINDS = {"equivalence": True, "non_inferiority": True, "difference": False
 MAX_TOKENS = 1_048_576  # any single length setting (max_new_tokens, max_prompt_tokens): beyond every model's context
 MAX_SEED = 2**31 - 1  # seeds feed torch.manual_seed, random.Random and the engine's int32 sampling seeds
 MAX_EVAL_SAMPLES = 1024  # eval.samples (k): k completions per problem are held in memory
+MAX_ROLLOUT_SAMPLES = 65_536  # prompts_per_step * group_size: every sample's tokens, log-probs and reward
+#                               results of a step are held in memory at once (group_size = 10**9 once OOM-killed a machine)
 #: the values of a setting that "auto" resolves per device at load (see config.suite.resolve_auto)
 AUTO_BOOL = (True, False, "auto")
 
@@ -37,7 +39,7 @@ _SEED = {"min": 0, "max": MAX_SEED, "why": "seeds the RNGs"}
 class TrainConfig:
     steps: int = option(10, help="optimizer rollout steps of each run", **_COUNT)
     prompts_per_step: int = option(4, help="prompts drawn per step (each gets group_size completions)", **_COUNT)
-    group_size: int = option(4, help="completions per prompt (G)", min=2, why="advantages are normalised within a group")
+    group_size: int = option(4, help=f"completions per prompt (G); prompts_per_step * group_size is at most {MAX_ROLLOUT_SAMPLES}", min=2, why="advantages are normalised within a group")
     max_new_tokens: int = option(64, help="longest completion generated in training, in tokens", **_LENGTH)
     max_prompt_tokens: int = option(256, help="longest prompt, in tokens (longer ones are refused)", **_LENGTH)
     learning_rate: float = option(1e-6, help="AdamW learning rate", **_POSITIVE)
@@ -110,7 +112,7 @@ class TrainConfig:
     max_draws: int = option(3, help="prompt draws per step at most under dynamic_sampling = \"refill\"", min=1)
     # DAPO's overlong reward shaping: the last overlong_buffer tokens of max_new_tokens ramp the reward
     # down to -overlong_penalty (0 = off); overlong_filter: truncated completions are left out of the loss
-    overlong_buffer: int = option(0, help="last tokens of max_new_tokens over which the reward ramps down (0: off)", min=0)
+    overlong_buffer: int = option(0, help="last tokens of max_new_tokens over which the reward ramps down (0: off; at most max_new_tokens)", min=0)
     overlong_penalty: float = option(1.0, help="the reward penalty at max_new_tokens under overlong_buffer", min=0)
     overlong_filter: bool = option(False, help="truncated completions are left out of the loss")
     # the run stops (one line, exit 2, resumable) when any reward errors or times out on more than this
@@ -161,6 +163,18 @@ class SuiteMeta:
     # suite file's folder, then on sys.path. Where code comes from, not a setting: recorded when given, never
     # in the config hash (the names the suite uses are)
     plugins: list[str] = option(help="Python modules to import before the names are checked (not in the config hash)", factory=list)
+
+
+@dataclass
+class LoraOptions:
+    """``[train] lora``: LoRA through peft (training/lora.py); ``{}`` is off (full fine-tuning)."""
+
+    r: int = option(8, help="the adapters' rank", min=1)
+    alpha: float = option(16, help="the adapters' scale numerator (updates are scaled by alpha / r)", min=0,
+                          min_open=True)
+    dropout: float = option(0.0, help="dropout on the adapters' input", min=0, max=1, max_open=True)
+    target_modules: list[str] = option(help="names of the modules adapted (non-empty)",
+                                       factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .schema import (
     Claim,
     EvalGeneration,
     EvalSection,
+    LoraOptions,
     Suite,
     SuiteMeta,
     TrainConfig,
@@ -36,7 +37,7 @@ from .schema import (
     Variant,
 )
 from .options import check_fields
-from .schema import MAX_EVAL_SAMPLES, MAX_SEED, MAX_TOKENS  # noqa: F401 (grpo_bench.api imports MAX_SEED here)
+from .schema import MAX_EVAL_SAMPLES, MAX_ROLLOUT_SAMPLES, MAX_SEED, MAX_TOKENS  # noqa: F401 (grpo_bench.api imports MAX_SEED here)
 
 
 class SuiteError(UserError):
@@ -123,24 +124,25 @@ def _build(cls: type, table: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-#: LoRA options and their defaults (``[train] lora``; see :mod:`grpo_bench.training.lora`).
-LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+#: LoRA options and their defaults (``[train] lora``; :class:`LoraOptions`, :mod:`grpo_bench.training.lora`).
+LORA_DEFAULTS = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                 for f in dataclasses.fields(LoraOptions)}
 
 
 def check_lora(options: dict) -> dict:
-    """The resolved LoRA options (defaults filled in), or a one-line error; {} means off."""
+    """The resolved LoRA options (defaults filled in, values as given), or a one-line error; {} means off."""
     if not options:
         return {}
     unknown = set(options) - set(LORA_DEFAULTS)
     if unknown:
         raise UserError(f"train.lora.{sorted(unknown)[0]}: unknown key (known: {', '.join(LORA_DEFAULTS)})")
     out = {**LORA_DEFAULTS, **options}
-    if isinstance(out["r"], bool) or not isinstance(out["r"], int) or out["r"] < 1:
-        raise UserError(f"train.lora.r: expected an integer >= 1, got {out['r']!r}")
-    if isinstance(out["alpha"], bool) or not isinstance(out["alpha"], (int, float)) or out["alpha"] <= 0:
-        raise UserError(f"train.lora.alpha: expected a number > 0, got {out['alpha']!r}")
-    if isinstance(out["dropout"], bool) or not isinstance(out["dropout"], (int, float)) or not 0 <= out["dropout"] < 1:
-        raise UserError(f"train.lora.dropout: expected a number in [0, 1), got {out['dropout']!r}")
+    for key, tp in typing.get_type_hints(LoraOptions).items():
+        want = {int: (int,), float: (int, float)}.get(tp)
+        if want and (isinstance(out[key], bool) or not isinstance(out[key], want)):
+            raise UserError(f"train.lora.{key}: expected {'an integer' if tp is int else 'a number'}, got {out[key]!r}")
+    check_fields(types.SimpleNamespace(**out), lambda key, msg: UserError(f"{key}: {msg}"), "train.lora",
+                 schema=LoraOptions)
     mods = out["target_modules"]
     if not isinstance(mods, list) or not mods or not all(isinstance(m, str) and m for m in mods):
         raise UserError(f"train.lora.target_modules: expected a non-empty array of module names, got {mods!r}")
@@ -514,8 +516,6 @@ def check_train(train: TrainSection, err, where: str) -> None:
 
 
 #: Bounds on settings, each with its reason (every one is checked at load, before anything is written).
-MAX_ROLLOUT_SAMPLES = 65_536  # prompts_per_step * group_size: every sample's tokens, log-probs and reward
-#                               results of a step are held in memory at once (group_size = 10**9 once OOM-killed a machine)
 MAX_ROLLOUT_TOKENS = 2**28  # rollout samples * (max_prompt_tokens + max_new_tokens): token ids, masks and
 #                             per-token log-probs of one step, about 16 bytes a token, must fit in host memory
 MAX_ABS_REWARD = 1e12  # |reward value| a reward may return (larger is an error): totals and group std stay finite
