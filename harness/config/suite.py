@@ -23,8 +23,10 @@ from typing import Any
 from ..errors import UserError
 from ..registry import Registry, did_you_mean, load_modules
 from ..scoring.reward_model import is_model_name
+from .options import check_fields
 from .schema import (
     CLAIM_KINDS,
+    MAX_ROLLOUT_SAMPLES,
     TRACKERS,
     Claim,
     EvalGeneration,
@@ -36,8 +38,6 @@ from .schema import (
     TrainSection,
     Variant,
 )
-from .options import check_fields
-from .schema import MAX_EVAL_SAMPLES, MAX_ROLLOUT_SAMPLES, MAX_SEED, MAX_TOKENS  # noqa: F401 (grpo_bench.api imports MAX_SEED here)
 
 
 class SuiteError(UserError):
