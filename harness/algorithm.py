@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .config.options import check_fields, option
 from .declare import DECLARED, declared_by, register_advantage
 from .errors import UserError
 
@@ -77,9 +78,10 @@ RATIO_LEVELS = ("token", "trajectory", "sequence")
 CLIPS = ("two_sided", "upper_only", "none")
 
 
-def choice(default: str, choices: tuple[str, ...]) -> Any:
-    """A string option restricted to ``choices`` (checked by :func:`parse_options`)."""
-    return field(default=default, metadata={"choices": choices})
+def choice(default: str, choices: tuple[str, ...], help: str = "") -> Any:
+    """A string option restricted to ``choices`` (checked by :func:`parse_options`); the suite's
+    :func:`grpo_bench.config.options.option` metadata, so one checker reads every limit."""
+    return option(default, help=help, choices=choices)
 
 
 def advantage_option(default: str) -> Any:
@@ -92,7 +94,8 @@ class Options:
     """Options every variant has. Subclasses add theirs; all are recorded in the run's config."""
 
     beta: float = 0.0  # weight of the per-token KL penalty to the reference model (loaded only if > 0)
-    delta: float = 1e-4  # added to the std in the advantage denominator
+    delta: float = option(1e-4, help="added to the std in the advantage denominator", min=0, min_open=True,
+                          why="it keeps the advantage finite when a group's rewards are all equal")
     std: str = choice("unbiased", ("unbiased", "population"))  # std divides by G-1 (torch.std, TRL) or G
     #: group: (r - mean_G r)/(std_G r + delta); group_mean: r - mean_G r; length_corrected: group-normalised
     #: r/|o| (TIC-GRPO); batch_std: (r - mean_G r)/(std over the whole batch of r + delta) (TRL scale_rewards="batch")
@@ -193,9 +196,8 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
                 advantage_estimator(getattr(opts, f.name))
             except UserError as exc:
                 raise UserError(f"{where}: option {f.name!r}: {exc}") from None
-    if not opts.delta > 0:  # a group of equal rewards has std 0: (r - mean) / (0 + 0) is NaN
-        raise UserError(f"{where}: option 'delta' must be > 0 (it keeps the advantage finite when a group's "
-                        f"rewards are all equal), got {opts.delta!r}")
+    # the limits in the fields' metadata (delta > 0: a group of equal rewards has std 0, (r - mean) / 0 is NaN)
+    check_fields(opts, lambda key, msg: UserError(f"{where}: option {key!r} {msg}"), "")
     return opts
 
 
