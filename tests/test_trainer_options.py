@@ -383,3 +383,49 @@ def test_inert_row_stats_off_skips_only_the_statistics_forward(tmp_path, monkeyp
     for k in d_on:
         assert torch.equal(d_on[k], d_off[k]), k
     assert row_on["loss"] == row_off["loss"] and "entropy" in row_off
+
+
+class EngineReader(GRPO):
+    """GRPO that declares it reads the engine's log-probs, and keeps what each batch carried."""
+
+    name = "engine_reader"
+    needs = frozenset({"old_logp", "engine_logp"})
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.seen = []
+
+    def loss(self, batch, stats):
+        self.seen.append((batch.engine_logp, batch.logp.detach(), batch.mask))
+        return super().loss(batch, stats)
+
+
+def test_declared_engine_logp_reaches_the_loss(tmp_path):
+    """Declaring ``engine_logp`` makes the engine report its log-probs and the batch carry them: at theta_old
+    (mu = 1, the first pass) the HF engine samples from the same weights the trainer differentiates, so the
+    two log-probs agree to float32 rounding on every completion token; without the declaration it is None."""
+    algo = EngineReader()
+    run(algo, tmp_path / "a")
+    assert algo.seen
+    for engine_logp, logp, mask in algo.seen:
+        assert engine_logp is not None and engine_logp.shape == logp.shape
+        assert bool((engine_logp[mask == 0] == 0).all())
+        torch.testing.assert_close(engine_logp * mask, logp * mask, atol=1e-4, rtol=0)
+    plain = Recorder()
+    seen = []
+    plain.loss = lambda batch, stats: seen.append(batch.engine_logp) or GRPO.loss(plain, batch, stats)
+    run(plain, tmp_path / "b")
+    assert seen and all(e is None for e in seen)
+
+
+@pytest.mark.parametrize("needs,word", [(frozenset({"old_logps"}), "'old_logps'"),
+                                        (frozenset({"ref_logp"}), "ref_model")])
+def test_a_need_the_trainer_cannot_meet_is_one_error_naming_the_algorithm(tmp_path, needs, word):
+    from grpo_bench.errors import UserError
+
+    algo = GRPO()
+    algo.needs = needs
+    with pytest.raises(UserError) as err:
+        run(algo, tmp_path)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and "'grpo'" in message and word in message, message
