@@ -170,7 +170,7 @@ class Algorithm:
     zero_advantage_is_inert: ClassVar[bool] = False
     #: True: the loss takes importance ratios between the policy being trained and the one that sampled
     #: (so with mu > 1 it compares inner passes, and "auto" numerics resolve to ones whose ratios see the
-    #: movement: training.numerics.RATIO_NUMERICS)
+    #: movement: config.numerics.RATIO_NUMERICS)
     ratio_based: ClassVar[bool] = False
     #: The optional per-sample inputs :meth:`loss` reads (names from :data:`INPUTS`: ``"old_logp"``,
     #: ``"ref_logp"``, ``"engine_logp"``). Rules: declare what the loss reads beyond the inputs every

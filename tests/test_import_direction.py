@@ -1,10 +1,10 @@
-"""The trainer takes nothing from the suite loader (data flows suite -> plan -> executor -> trainer)."""
+"""Training takes nothing from the suite loader (data flows suite -> plan -> executor -> trainer): the
+settings both need live in config modules of their own (config.numerics, config.lora), written once."""
 
 import ast
 from pathlib import Path
 
-from grpo_bench.config import suite
-from grpo_bench.training import numerics
+from grpo_bench.config import lora, numerics, suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,18 +20,16 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_trainer_does_not_import_the_suite_loader():
-    modules = imported_modules(ROOT / "harness" / "training" / "trainer.py")
-    assert not any(m.endswith("config.suite") for m in modules), modules
-    assert ".numerics" in modules
+def test_training_does_not_import_the_suite_loader():
+    for path in sorted((ROOT / "harness" / "training").glob("*.py")):
+        modules = imported_modules(path)
+        assert not any(m.endswith("config.suite") for m in modules), (path.name, modules)
+    assert "..config.numerics" in imported_modules(ROOT / "harness" / "training" / "trainer.py")
 
 
-def test_suite_loader_and_trainer_resolve_auto_alike():
-    """While config.suite still holds its own copy of these settings, they must say the same."""
-    assert suite.AUTO_SWITCHES == numerics.AUTO_SWITCHES
-    assert suite.RATIO_NUMERICS == numerics.RATIO_NUMERICS
-    assert suite.ATTENTION_CHOICES == numerics.ATTENTION_CHOICES
-    for key in numerics.AUTO_SWITCHES:
-        for ratios in (False, True):
-            assert (suite.resolve_auto(key, "auto", "cpu", ValueError, ratios)
-                    == numerics.resolve_auto(key, "auto", "cpu", ValueError, ratios)), key
+def test_the_auto_settings_and_lora_check_are_written_once():
+    """config.suite re-exports them: the same objects, not copies that could drift."""
+    for name in ("AUTO_SWITCHES", "ATTENTION_CHOICES", "RATIO_NUMERICS", "resolve_auto", "algorithm_compares_ratios"):
+        assert getattr(suite, name) is getattr(numerics, name), name
+    assert suite.check_lora is lora.check_lora and suite.LORA_DEFAULTS is lora.LORA_DEFAULTS
+    assert set(numerics.ATTENTION_CHOICES) == {"sdpa", "eager"}  # the schema's choices less "auto"

@@ -26,7 +26,7 @@ MAX_SEED = 2**31 - 1  # seeds feed torch.manual_seed, random.Random and the engi
 MAX_EVAL_SAMPLES = 1024  # eval.samples (k): k completions per problem are held in memory
 MAX_ROLLOUT_SAMPLES = 65_536  # prompts_per_step * group_size: every sample's tokens, log-probs and reward
 #                               results of a step are held in memory at once (group_size = 10**9 once OOM-killed a machine)
-#: the values of a setting that "auto" resolves per device at load (see config.suite.resolve_auto)
+#: the values of a setting that "auto" resolves per device at load (see config.numerics.resolve_auto)
 AUTO_BOOL = (True, False, "auto")
 
 _COUNT = {"min": 1, "why": "a count"}

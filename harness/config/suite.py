@@ -23,6 +23,9 @@ from typing import Any
 from ..errors import UserError
 from ..registry import Registry, did_you_mean, load_modules
 from ..scoring.reward_model import is_model_name
+from .lora import LORA_DEFAULTS, check_lora  # noqa: F401 (re-exported)
+from .numerics import (AUTO_SWITCHES, ATTENTION_CHOICES, RATIO_NUMERICS,  # noqa: F401 (re-exported)
+                       algorithm_compares_ratios, resolve_auto)
 from .options import check_fields
 from .schema import (
     CLAIM_KINDS,
@@ -122,31 +125,6 @@ def _build(cls: type, table: Any, where: str) -> Any:
             raise SuiteError(f"{where}.{key}: unknown key{did_you_mean(key, names)} (known: {', '.join(names)})")
         kwargs[key] = _check_type(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
-
-
-#: LoRA options and their defaults (``[train] lora``; :class:`LoraOptions`, :mod:`grpo_bench.training.lora`).
-LORA_DEFAULTS = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
-                 for f in dataclasses.fields(LoraOptions)}
-
-
-def check_lora(options: dict) -> dict:
-    """The resolved LoRA options (defaults filled in, values as given), or a one-line error; {} means off."""
-    if not options:
-        return {}
-    unknown = set(options) - set(LORA_DEFAULTS)
-    if unknown:
-        raise UserError(f"train.lora.{sorted(unknown)[0]}: unknown key (known: {', '.join(LORA_DEFAULTS)})")
-    out = {**LORA_DEFAULTS, **options}
-    for key, tp in typing.get_type_hints(LoraOptions).items():
-        want = {int: (int,), float: (int, float)}.get(tp)
-        if want and (isinstance(out[key], bool) or not isinstance(out[key], want)):
-            raise UserError(f"train.lora.{key}: expected {'an integer' if tp is int else 'a number'}, got {out[key]!r}")
-    check_fields(types.SimpleNamespace(**out), lambda key, msg: UserError(f"{key}: {msg}"), "train.lora",
-                 schema=LoraOptions)
-    mods = out["target_modules"]
-    if not isinstance(mods, list) or not mods or not all(isinstance(m, str) and m for m in mods):
-        raise UserError(f"train.lora.target_modules: expected a non-empty array of module names, got {mods!r}")
-    return out
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -435,25 +413,6 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
     return claims
 
 
-#: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
-AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "keep_freed_memory")
-#: the attention kernels ``[train] attention`` takes besides "auto"
-ATTENTION_CHOICES = tuple(c for c in next(f for f in dataclasses.fields(TrainConfig) if f.name == "attention")
-                          .metadata["choices"] if c != "auto")
-
-
-#: the numerics "auto" gives a run whose importance ratios compare inner passes (``ratio_numerics``):
-#: the cheapest one whose inner step at lr 1e-6 moved at least 10x its noise floor, measured side by side
-#: by benchmarks/perf/ratio_noise.py on the default model (docs/algorithms.md, "Numerics")
-RATIO_NUMERICS = {"bf16_autocast": False, "bf16_weights": False}
-
-
-def algorithm_compares_ratios(algorithm_cls, mu: int) -> bool:
-    """True when a variant's loss takes importance ratios between inner passes: a ratio-based algorithm
-    with mu > 1 (with mu = 1 every ratio is 1 at the only pass)."""
-    return bool(getattr(algorithm_cls, "ratio_based", False)) and mu > 1
-
-
 def suite_compares_ratios(registry: Registry, variants: list[Variant], mu: int) -> bool:
     """Any variant of the suite compares ratios (unknown algorithms are reported later, by name)."""
     table = registry.tables["algorithms"]
@@ -462,37 +421,6 @@ def suite_compares_ratios(registry: Registry, variants: list[Variant], mu: int) 
         return given if isinstance(given, int) and not isinstance(given, bool) else mu
 
     return any(algorithm_compares_ratios(table[v.algorithm].obj, variant_mu(v)) for v in variants if v.algorithm in table)
-
-
-def resolve_auto(key: str, value: bool | str, device: str, err, ratio_numerics: bool = False) -> bool | str:
-    """A ``[train]`` setting whose ``"auto"`` depends on the run's device: ``bf16_autocast`` and
-    ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`; when
-    ``ratio_numerics``, the run compares importance ratios and gets :data:`RATIO_NUMERICS` instead,
-    whatever the device: under bf16 a real inner step hides in rounding noise), ``adamw_fused`` (torch
-    has the fused AdamW kernel for it, :func:`grpo_bench.provenance.fused_adamw_support`), ``attention``
-    ("eager" on CPU, else "sdpa"), ``keep_freed_memory`` (the C library is glibc, whatever the device)."""
-    if key == "attention":
-        if value in ATTENTION_CHOICES:
-            return value
-        if value != "auto":
-            raise err(f"train.{key}", f"expected one of {', '.join(ATTENTION_CHOICES)} or \"auto\", got {value!r}")
-    elif isinstance(value, bool):
-        return value
-    elif value != "auto":
-        raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
-    from ..models import pick_device
-    from ..provenance import bf16_support, fused_adamw_support, glibc
-
-    device = pick_device(device)
-    if key == "attention":
-        return "eager" if device == "cpu" else "sdpa"
-    if key == "keep_freed_memory":
-        return glibc()
-    if key in ("bf16_autocast", "bf16_weights"):
-        if ratio_numerics:
-            return RATIO_NUMERICS[key]
-        return bf16_support(device) is not None
-    return fused_adamw_support(device)
 
 
 def check_train(train: TrainSection, err, where: str) -> None:

@@ -33,7 +33,7 @@ from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..scoring import RewardScorer
 from .allocator import keep_freed_memory
 from .noise_floor import measure_noise_floor
-from .numerics import AUTO_SWITCHES, algorithm_compares_ratios, resolve_auto
+from ..config.numerics import AUTO_SWITCHES, algorithm_compares_ratios, resolve_auto
 from .policy import MicroBatch, completion_logprobs, make_micro_batches
 from .precision import MasterWeights, fp32_lm_head
 from .records import SampleLog, logged_metrics, merge_metrics, sample_records, trainer_state

@@ -1,17 +1,22 @@
 """The ``[train]`` settings whose ``"auto"`` depends on the device and the algorithm (the numerics, the
 attention kernel, the allocator), resolved by one function for the suite loader and the trainer alike.
 
-It lives with the trainer, which applies these settings, so that the trainer needs nothing from the
-suite loader (data flows suite -> plan -> executor -> trainer; config.suite calls in here).
+A config module apart from the suite loader: the trainer imports it (and the schema) but nothing of
+``config.suite`` (data flows suite -> plan -> executor -> trainer); ``config.suite`` re-exports its names.
 """
 
 from __future__ import annotations
+
+import dataclasses
+
+from .schema import TrainConfig
 
 
 #: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
 AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "keep_freed_memory")
 #: the attention kernels ``[train] attention`` takes besides "auto"
-ATTENTION_CHOICES = ("sdpa", "eager")
+ATTENTION_CHOICES = tuple(c for c in next(f for f in dataclasses.fields(TrainConfig) if f.name == "attention")
+                          .metadata["choices"] if c != "auto")
 
 
 #: the numerics "auto" gives a run whose importance ratios compare inner passes (``ratio_numerics``):
