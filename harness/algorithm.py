@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .config.options import check_fields, option
 from .declare import DECLARED, declared_by, register_advantage
 from .errors import UserError
 
@@ -42,6 +43,41 @@ class PolicyBatch:
     #: a weight ``[B, T]`` on every policy-loss term (the trainer's sampler-learner correction, TIS or MIS:
     #: training/sampler_gap.py), applied by :meth:`Algorithm.aggregate`; None: every term weighs 1
     sample_weight: torch.Tensor | None = None
+    #: ``[B, T]`` float32: the rollout engine's own log-prob of each sampled token (0 past a completion's end);
+    #: given when the algorithm declares ``"engine_logp"`` in :attr:`Algorithm.needs` or a trainer setting
+    #: asks the engine for them (behaviour_logprobs = "engine", sampler_correction); else None
+    engine_logp: torch.Tensor | None = None
+
+
+#: The per-sample inputs an algorithm may declare in :attr:`Algorithm.needs`, beyond those every
+#: :class:`PolicyBatch` carries (``logp``, ``mask``, ``advantages``, the normalisers, ``sample_weight``;
+#: sequence lengths are ``mask.sum(1)``). Name -> what the trainer then provides:
+INPUTS = {
+    # always given (the trainer's staleness statistics and sampler corrections use it too); declaring it
+    # documents that the loss reads it
+    "old_logp": "PolicyBatch.old_logp [B, T] float32: log-probs at theta_old (or the engine's, under "
+                "behaviour_logprobs = \"engine\")",
+    # given whenever options.beta > 0; declared, the run loads the reference model whatever beta is
+    "ref_logp": "PolicyBatch.ref_logp [B, T] float32: log-probs under the frozen reference model",
+    # declared, the trainer asks the rollout engine for its sampling log-probs (an engine that does not
+    # report them stops the run with a UserError)
+    "engine_logp": "PolicyBatch.engine_logp [B, T] float32: the rollout engine's log-probs of the sampled tokens",
+}
+
+
+def check_needs(algorithm: "Algorithm | type[Algorithm]") -> frozenset[str]:
+    """The algorithm's declared ``needs``, checked against :data:`INPUTS`: an unknown name (or a value
+    that is not a set of names) is one :class:`UserError` naming the algorithm."""
+    name = getattr(algorithm, "name", None) or getattr(algorithm, "__name__", type(algorithm).__name__)
+    needs = algorithm.needs
+    if isinstance(needs, str) or not all(isinstance(n, str) for n in needs):
+        raise UserError(f"algorithm {name!r}: needs must be a set of input names ({', '.join(INPUTS)}), "
+                        f"got {needs!r}")
+    unknown = sorted(set(needs) - set(INPUTS))
+    if unknown:
+        raise UserError(f"algorithm {name!r} declares unknown needs {', '.join(map(repr, unknown))}; the "
+                        f"trainer provides: {', '.join(INPUTS)}")
+    return frozenset(needs)
 
 
 class Stats:
@@ -77,9 +113,10 @@ RATIO_LEVELS = ("token", "trajectory", "sequence")
 CLIPS = ("two_sided", "upper_only", "none")
 
 
-def choice(default: str, choices: tuple[str, ...]) -> Any:
-    """A string option restricted to ``choices`` (checked by :func:`parse_options`)."""
-    return field(default=default, metadata={"choices": choices})
+def choice(default: str, choices: tuple[str, ...], help: str = "") -> Any:
+    """A string option restricted to ``choices`` (checked by :func:`parse_options`); the suite's
+    :func:`grpo_bench.config.options.option` metadata, so one checker reads every limit."""
+    return option(default, help=help, choices=choices)
 
 
 def advantage_option(default: str) -> Any:
@@ -92,7 +129,8 @@ class Options:
     """Options every variant has. Subclasses add theirs; all are recorded in the run's config."""
 
     beta: float = 0.0  # weight of the per-token KL penalty to the reference model (loaded only if > 0)
-    delta: float = 1e-4  # added to the std in the advantage denominator
+    delta: float = option(1e-4, help="added to the std in the advantage denominator", min=0, min_open=True,
+                          why="it keeps the advantage finite when a group's rewards are all equal")
     std: str = choice("unbiased", ("unbiased", "population"))  # std divides by G-1 (torch.std, TRL) or G
     #: group: (r - mean_G r)/(std_G r + delta); group_mean: r - mean_G r; length_corrected: group-normalised
     #: r/|o| (TIC-GRPO); batch_std: (r - mean_G r)/(std over the whole batch of r + delta) (TRL scale_rewards="batch")
@@ -132,8 +170,15 @@ class Algorithm:
     zero_advantage_is_inert: ClassVar[bool] = False
     #: True: the loss takes importance ratios between the policy being trained and the one that sampled
     #: (so with mu > 1 it compares inner passes, and "auto" numerics resolve to ones whose ratios see the
-    #: movement: config.suite.RATIO_NUMERICS)
+    #: movement: config.numerics.RATIO_NUMERICS)
     ratio_based: ClassVar[bool] = False
+    #: The optional per-sample inputs :meth:`loss` reads (names from :data:`INPUTS`: ``"old_logp"``,
+    #: ``"ref_logp"``, ``"engine_logp"``). Rules: declare what the loss reads beyond the inputs every
+    #: batch has; the trainer then provides it (loading the reference model, asking the engine for its
+    #: log-probs) and rejects an unknown name with a :class:`UserError` naming the algorithm
+    #: (:func:`check_needs`). A new input is added to :data:`INPUTS` and provided by the trainer in one place
+    #: (training/trainer.py ``micro_batch_backward``), not by each algorithm.
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **options: Any) -> None:
         self.options = parse_options(self.Options, options, where=self.name)
@@ -193,9 +238,8 @@ def parse_options(cls: type, given: dict[str, Any], where: str) -> Any:
                 advantage_estimator(getattr(opts, f.name))
             except UserError as exc:
                 raise UserError(f"{where}: option {f.name!r}: {exc}") from None
-    if not opts.delta > 0:  # a group of equal rewards has std 0: (r - mean) / (0 + 0) is NaN
-        raise UserError(f"{where}: option 'delta' must be > 0 (it keeps the advantage finite when a group's "
-                        f"rewards are all equal), got {opts.delta!r}")
+    # the limits in the fields' metadata (delta > 0: a group of equal rewards has std 0, (r - mean) / 0 is NaN)
+    check_fields(opts, lambda key, msg: UserError(f"{where}: option {key!r} {msg}"), "")
     return opts
 
 
@@ -320,6 +364,7 @@ class ClippedRatio(Algorithm):
     Options: ClassVar[type] = RatioOptions
     zero_advantage_is_inert = True  # every term is multiplied by A_i
     ratio_based = True
+    needs = frozenset({"old_logp"})
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -68,7 +68,9 @@ def check_eval_request(req: EvalRequest, flag: Callable[[str], str]) -> None:
     """Every setting of ``req`` but the model (:func:`grpo_bench.hub.check_model` checks it), with the suite
     loader's bounds, before anything is loaded or written; ``flag`` names a setting in messages
     (``--max-new-tokens`` for the command, ``grpo_bench.evaluate: max_new_tokens`` for the API)."""
-    from .config.suite import MAX_SEED, check_device, check_eval
+    from .config.options import check_fields
+    from .config.schema import EvalConfig, EvalTarget, SuiteMeta
+    from .config.suite import check_device
 
     def err(key: str, msg: str) -> UserError:
         return UserError(f"{flag(key.split('.')[-1])}: {msg}")
@@ -79,15 +81,9 @@ def check_eval_request(req: EvalRequest, flag: Callable[[str], str]) -> None:
             raise err(key, f"expected an integer, got {value!r}")
     if isinstance(req.temperature, bool) or not isinstance(req.temperature, (int, float)):
         raise err("temperature", f"expected a number, got {req.temperature!r}")
-    check_eval(req, err)
-    if req.limit < 0:
-        raise err("limit", f"must be >= 0 (0: the whole split), got {req.limit}")
-    if not 0 <= req.seed <= MAX_SEED:
-        raise err("seed", f"must be in [0, {MAX_SEED}] (seeds the RNGs), got {req.seed}")
-    if req.dtype not in ("float32", "bfloat16", "float16"):
-        raise err("dtype", f"expected float32, bfloat16 or float16, got {req.dtype!r}")
-    if req.data not in ("bundled", "hub"):
-        raise err("data", f"expected \"bundled\" or \"hub\", got {req.data!r}")
+    check_fields(req, err, "", schema=EvalConfig)  # the suite's [eval] limits, and the seed's
+    check_fields(req, err, "", schema=EvalTarget, keys=("limit",))
+    check_fields(req, err, "", schema=SuiteMeta, keys=("dtype", "data"))
     check_device(req.device, lambda msg: err("device", msg))
 
 

@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plugins", help="list rewards, algorithms, benchmarks and engines with their origin")
     pl.set_defaults(fn=_cmd_plugins)
     _add_benchmarks_parser(sub)
+    _add_config_parser(sub)
     return p
 
 
@@ -330,6 +331,21 @@ def _add_probe_parser(sub) -> None:
     gb.add_argument("--seed", type=int, default=0, help="Monte Carlo sampling seed")
     gb.add_argument("--runs-root", default="results", help="where to read the published runs' KL and noise floor from")
     gb.set_defaults(fn=_cmd_probe_gradient_bias)
+
+
+def _add_config_parser(sub) -> None:
+    cfg = sub.add_parser("config", help="the suite file's keys")
+    cfgs = cfg.add_subparsers(dest="config_command", required=True)
+    ks = cfgs.add_parser("keys", help="every suite key by section: type, default, allowed values and meaning")
+    ks.add_argument("--markdown", action="store_true", help="print docs/config.md (Markdown tables) instead")
+    ks.set_defaults(fn=_cmd_config_keys)
+
+
+def _cmd_config_keys(args) -> int:
+    from .config import reference
+
+    print(reference.markdown() if args.markdown else reference.text(), end="")
+    return 0
 
 
 def _add_benchmarks_parser(sub) -> None:

@@ -580,6 +580,41 @@ def test_wire_round_trip_and_rejects():
         wire.decode(deep)
 
 
+
+def test_the_servers_codec_writes_and_reads_what_json_does():
+    """The sandbox's server speaks JSON without importing json (server._lean_codec): its lines are
+    json.dumps's compact ASCII lines, and it reads json.dumps's lines back to the same objects."""
+    from grpo_bench.sandbox import server
+
+    value = wire.encode({1: ["\udc80 é \x00 \"q\"\n", b"\xff", 2.5, None, True, (3, 2j)], "k": frozenset({-7})})
+    messages = [{"value": value}, {"raise": ["ValueError", "bad \u2603"]}, {"handle": 12}, {"ready": {}},
+                {"limits": {"wall_s": 2.5, "memory_mb": 1024}, "names": ["f", "g"], "program": "x = '\\'\n"}]
+    for message in messages:
+        expected = (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        assert server.dumps(message) == expected
+        assert server.loads(expected) == message == json.loads(expected)
+    for bad in (b"[1, 2]\n", b'{"a": 1} x\n', b"{\n", b'{"a": NaN}\n', b""):
+        with pytest.raises(ValueError):
+            server.loads(bad)
+
+
+def test_the_sandbox_starts_without_importing_json():
+    program = "import sys\nLOADED = sorted(m for m in ('json', 're', 'enum') if m in sys.modules)\n"
+    result = sandbox.run_tests(program, "assert LOADED == []\n", limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result
+
+
+def test_the_server_arrives_compiled_where_the_bytecode_formats_match():
+    """Same magic number as the harness's interpreter: the marshalled code (one argument after -c);
+    an interpreter that cannot say its format gets the source."""
+    import importlib.util
+
+    same = sandbox._bytecode_magic(sandbox.sandbox_python()) == importlib.util.MAGIC_NUMBER.hex()
+    program = "import sys\nARGUMENTS = len(sys.argv) - 1\n"
+    result = sandbox.run_tests(program, f"assert ARGUMENTS == {1 if same else 0}\n", limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result
+    assert sandbox.server_arguments("/nonexistent/python3") == ("-c", sandbox.SERVER)
+
 def test_extract_program():
     assert extract_program("a\n```python\nx = 1\n```\nb\n```python\nx = 2\n```\n") == "x = 2\n"
     assert extract_program("```python\nx = 1\n```\n```text\nnot code\n```") == "x = 1\n"

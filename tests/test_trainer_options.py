@@ -2,6 +2,7 @@
 (DAPO), overlong shaping and filtering; and the TIC-GRPO ablation suite end to end."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -115,14 +116,102 @@ def test_no_is_gradient_reuse_is_an_option(tmp_path):
     assert max(float(d.abs().max()) for d in d_reuse.values()) > 1e-4
     for k in d_reuse:
         assert torch.allclose(d_reuse[k], d_fresh[k], atol=1e-7), k
-    # mu = 2: the reused gradient and the recomputed one differ (theta moved after the first step)
-    d_reuse, _, _ = run(GRPONoIS(), tmp_path / "c", mu=2)
-    d_fresh, _, _ = run(GRPONoIS(reuse_gradient=False), tmp_path / "d", mu=2)
-    assert any(not torch.allclose(d_reuse[k], d_fresh[k], atol=1e-6) for k in d_reuse)
-    # mini-batches with reuse: every g_j at theta_old, each applied mu times: mu * k steps
+    # mini-batches with reuse: every g_j at theta_old, each applied mu times: mu * k optimizer steps
     _, rows, trainer = run(GRPONoIS(), tmp_path / "e", mini_batches=2, mu=2)
     state = trainer.optimizer.state[next(iter(trainer.optimizer.state))]
-    assert int(state["step"]) == 4 and rows[0]["loss"] == rows[0]["loss"]
+    assert int(state["step"]) == 4 and math.isfinite(rows[0]["loss"])
+
+
+class Recording:
+    """Wraps the rollout engine and the scorer to keep what they gave the trainer (the step's input data)."""
+
+    def __init__(self, inner, kind):
+        self.inner, self.kind, self.seen = inner, kind, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, prompts, sampling):
+        groups = self.inner.generate(prompts, sampling)
+        self.seen.append((prompts, groups))
+        return groups
+
+    def score(self, *args):
+        scored = self.inner.score(*args)
+        self.seen.append(list(scored.totals))
+        return scored
+
+
+def no_is_gradient_by_hand(model, rows, rewards, group_size, delta=1e-4):
+    """The no-IS gradient at the model's current parameters, from the formula alone: per sequence, one
+    unpadded forward of prompt + completion, log_softmax at temperature 1 of each completion token;
+    A_i = (r_i - mean_G r) / (std_G r (unbiased) + delta);
+    g = grad of -(1/N) sum_i (1/|o_i|) sum_t A_i logp_{i,t}."""
+    r = torch.tensor(rewards, dtype=torch.float64).view(-1, group_size)
+    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + delta)).view(-1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = 0.0
+    for (prompt, completion), a in zip(rows, adv):
+        if not completion:
+            continue
+        ids = torch.tensor([list(prompt) + list(completion)])
+        logits = model(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1:-1]
+        logp = torch.log_softmax(logits.double(), -1).gather(-1, torch.tensor(completion)[:, None]).squeeze(-1)
+        total = total - float(a) * logp.sum() / len(completion)
+    grads = torch.autograd.grad(total / len(rows), params)
+    return [g.float() for g in grads]
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_no_is_sgd_steps_apply_the_gradient_at_the_old_policy(tmp_path, reuse):
+    """With plain SGD (no clipping: grad_clip huge) and mu = 3, reuse_gradient = true must give
+    w_3 = w_0 - 3 lr g(w_0), g worked out independently (no_is_gradient_by_hand) at the OLD parameters;
+    reuse_gradient = false must give w_{k+1} = w_k - lr g(w_k) instead, and the two gradients must differ
+    by far more than the tolerance (so the first check could not pass with a recomputed gradient)."""
+    lr, mu = 0.5, 3
+    model, tok = load_policy("tiny-random")
+    w0 = [p.detach().clone() for p in model.parameters()]
+    bench = Arith("arith", (1,))
+    engine = Recording(HFEngine(model, tok, eos_ids(model, tok)), "engine")
+    scorer = Recording(RewardScorer({"r": reward_fixtures.digit_share}), "scorer")
+    cfg = TrainConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=10, learning_rate=lr, mu=mu,
+                      micro_batch_size=3, checkpoint_every=0, grad_clip=1e9, noise_floor_every=0,
+                      bf16_autocast=False, bf16_weights=False)
+    trainer = Trainer(model, tok, engine, GRPONoIS(reuse_gradient=reuse), scorer, bench,
+                      bench.problems("train", 50), cfg, seed=0, run_dir=tmp_path)
+    trainer.optimizer = torch.optim.SGD(trainer.params, lr=lr)  # w <- w - lr g: the gradient shows in the weights
+    try:
+        trainer.train()
+    finally:
+        scorer.inner.close()
+    trained = [p.detach().clone() for p in model.parameters()]
+    (prompts, groups), = engine.seen
+    rows = [(p, c.token_ids) for p, group in zip(prompts, groups) for c in group]
+    rewards, = scorer.seen
+    # the hand computation, on a fresh copy of the starting weights
+    hand, _ = load_policy("tiny-random")
+    with torch.no_grad():
+        for p, w in zip(hand.parameters(), w0):
+            p.copy_(w)
+    g_old = no_is_gradient_by_hand(hand, rows, rewards, cfg.group_size)
+    assert max(float(g.abs().max()) for g in g_old) > 1e-3  # a real gradient, not A = 0 everywhere
+    expected = [w.clone() for w in w0]
+    gaps = []
+    for k in range(mu):
+        g = g_old if reuse else no_is_gradient_by_hand(hand, rows, rewards, cfg.group_size)
+        if k == 1:  # the gradient at the current (moved) parameters, for the contrast
+            g_now = no_is_gradient_by_hand(hand, rows, rewards, cfg.group_size)
+            gaps = [float((a - b).abs().max()) for a, b in zip(g_now, g_old)]
+        with torch.no_grad():
+            for e, p, gk in zip(expected, hand.parameters(), g):
+                e -= lr * gk
+                p.copy_(e)
+    # float32 forward/backward in two layouts (padded micro-batches vs one row at a time) and float64
+    # log_softmax here: they agree to ~1e-6 per gradient entry; 3 steps of lr 0.5 keep that under 1e-5
+    tol = 1e-5
+    for name_value, t, e in zip(model.named_parameters(), trained, expected):
+        assert torch.allclose(t, e, atol=tol, rtol=0), name_value[0]
+    assert max(gaps) > 100 * tol  # after one step the gradient has moved: a recomputed one would not pass
 
 
 def informative(problem):  # what odd_prompts_only makes informative (given completions of both parities)
@@ -294,3 +383,49 @@ def test_inert_row_stats_off_skips_only_the_statistics_forward(tmp_path, monkeyp
     for k in d_on:
         assert torch.equal(d_on[k], d_off[k]), k
     assert row_on["loss"] == row_off["loss"] and "entropy" in row_off
+
+
+class EngineReader(GRPO):
+    """GRPO that declares it reads the engine's log-probs, and keeps what each batch carried."""
+
+    name = "engine_reader"
+    needs = frozenset({"old_logp", "engine_logp"})
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.seen = []
+
+    def loss(self, batch, stats):
+        self.seen.append((batch.engine_logp, batch.logp.detach(), batch.mask))
+        return super().loss(batch, stats)
+
+
+def test_declared_engine_logp_reaches_the_loss(tmp_path):
+    """Declaring ``engine_logp`` makes the engine report its log-probs and the batch carry them: at theta_old
+    (mu = 1, the first pass) the HF engine samples from the same weights the trainer differentiates, so the
+    two log-probs agree to float32 rounding on every completion token; without the declaration it is None."""
+    algo = EngineReader()
+    run(algo, tmp_path / "a")
+    assert algo.seen
+    for engine_logp, logp, mask in algo.seen:
+        assert engine_logp is not None and engine_logp.shape == logp.shape
+        assert bool((engine_logp[mask == 0] == 0).all())
+        torch.testing.assert_close(engine_logp * mask, logp * mask, atol=1e-4, rtol=0)
+    plain = Recorder()
+    seen = []
+    plain.loss = lambda batch, stats: seen.append(batch.engine_logp) or GRPO.loss(plain, batch, stats)
+    run(plain, tmp_path / "b")
+    assert seen and all(e is None for e in seen)
+
+
+@pytest.mark.parametrize("needs,word", [(frozenset({"old_logps"}), "'old_logps'"),
+                                        (frozenset({"ref_logp"}), "ref_model")])
+def test_a_need_the_trainer_cannot_meet_is_one_error_naming_the_algorithm(tmp_path, needs, word):
+    from grpo_bench.errors import UserError
+
+    algo = GRPO()
+    algo.needs = needs
+    with pytest.raises(UserError) as err:
+        run(algo, tmp_path)
+    message = str(err.value)
+    assert len(message.splitlines()) == 1 and "'grpo'" in message and word in message, message

@@ -23,11 +23,18 @@ from typing import Any
 from ..errors import UserError
 from ..registry import Registry, did_you_mean, load_modules
 from ..scoring.reward_model import is_model_name
+from .lora import LORA_DEFAULTS, check_lora  # noqa: F401 (re-exported)
+from .numerics import (AUTO_SWITCHES, ATTENTION_CHOICES, RATIO_NUMERICS,  # noqa: F401 (re-exported)
+                       algorithm_compares_ratios, resolve_auto)
+from .options import check_fields
 from .schema import (
     CLAIM_KINDS,
+    MAX_ROLLOUT_SAMPLES,
     TRACKERS,
     Claim,
+    EvalGeneration,
     EvalSection,
+    LoraOptions,
     Suite,
     SuiteMeta,
     TrainConfig,
@@ -120,30 +127,6 @@ def _build(cls: type, table: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-#: LoRA options and their defaults (``[train] lora``; see :mod:`grpo_bench.training.lora`).
-LORA_DEFAULTS = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
-
-
-def check_lora(options: dict) -> dict:
-    """The resolved LoRA options (defaults filled in), or a one-line error; {} means off."""
-    if not options:
-        return {}
-    unknown = set(options) - set(LORA_DEFAULTS)
-    if unknown:
-        raise UserError(f"train.lora.{sorted(unknown)[0]}: unknown key (known: {', '.join(LORA_DEFAULTS)})")
-    out = {**LORA_DEFAULTS, **options}
-    if isinstance(out["r"], bool) or not isinstance(out["r"], int) or out["r"] < 1:
-        raise UserError(f"train.lora.r: expected an integer >= 1, got {out['r']!r}")
-    if isinstance(out["alpha"], bool) or not isinstance(out["alpha"], (int, float)) or out["alpha"] <= 0:
-        raise UserError(f"train.lora.alpha: expected a number > 0, got {out['alpha']!r}")
-    if isinstance(out["dropout"], bool) or not isinstance(out["dropout"], (int, float)) or not 0 <= out["dropout"] < 1:
-        raise UserError(f"train.lora.dropout: expected a number in [0, 1), got {out['dropout']!r}")
-    mods = out["target_modules"]
-    if not isinstance(mods, list) or not mods or not all(isinstance(m, str) and m for m in mods):
-        raise UserError(f"train.lora.target_modules: expected a non-empty array of module names, got {mods!r}")
-    return out
-
-
 def parse_override(item: str) -> tuple[list[str], Any]:
     """``"train.steps=50"`` -> (["train", "steps"], 50). The value is TOML (``0.28``, ``true``,
     ``"text"``, ``[1, 2]``); a value that is not TOML is taken as a bare string."""
@@ -206,10 +189,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: list[str] | None
         raise err("variants", "at least one [[variants]] entry is needed")
     check_train_section(train, meta, ev, variants, registry, path, err)
     check_eval_targets(ev, registry, err)
-    check_trackers(meta.report_to, err)
     seen = check_variants(variants, train, meta, registry, path, err)
-    if not 0 < meta.equivalence_margin < 1:
-        raise err("suite.equivalence_margin", f"must be in (0, 1) (a fraction of pass@1), got {meta.equivalence_margin}")
     if meta.positive_control and meta.positive_control not in seen:
         raise err("suite.positive_control", f"{meta.positive_control!r} is not a variant name"
                   f"{did_you_mean(meta.positive_control, sorted(seen))} (variants: {', '.join(sorted(seen))})")
@@ -253,6 +233,7 @@ def check_meta(meta: SuiteMeta, ev: EvalSection, registry: Registry, path: Path,
     meta.name = meta.name or path.stem
     load_suite_plugins(registry, meta.plugins, path, err)
     check_name(meta.name, lambda msg: err("suite.name", msg))
+    check_trackers(meta.report_to, err)
     check_settings(meta, ev, err)
     unknown = set(meta.resources) - {"cpus", "gpus"}
     if unknown:
@@ -263,8 +244,6 @@ def check_meta(meta: SuiteMeta, ev: EvalSection, registry: Registry, path: Path,
                                                          or value < 0 or (key == "cpus" and value == 0)):
             want = "a number > 0" if key == "cpus" else 'a number >= 0 or "auto"'
             raise err(f"suite.resources.{key}", f"expected {want}, got {value!r}")
-    if meta.data not in ("bundled", "hub"):
-        raise err("suite.data", f"expected \"bundled\" or \"hub\", got {meta.data!r}")
     if meta.engine == "auto":
         meta.engine = default_engine()
     engine_cls = _check_plugin(registry, "engines", meta.engine, err, "suite.engine")
@@ -313,11 +292,8 @@ def check_eval_targets(ev: EvalSection, registry: Registry, err) -> None:
         if target.split not in b.splits:
             raise err(f"eval.benchmarks[{i}].split", f"benchmark {target.name!r} has no split {target.split!r}")
         _check_plugin(registry, "rewards", b.eval_reward, err, f"eval.benchmarks[{i}].name")
-        if target.limit < 0:
-            raise err(f"eval.benchmarks[{i}].limit", "must be >= 0 (0: the whole split)")
-    if ev.every < 0 or ev.every_limit < 1:
-        raise err("eval.every" if ev.every < 0 else "eval.every_limit",
-                  "must be >= 0" if ev.every < 0 else "must be >= 1")
+        check_fields(target, err, f"eval.benchmarks[{i}]")
+    check_fields(ev, err, "eval", keys=("every", "every_limit"))
     if ev.every and not ev.benchmarks:
         raise err("eval.every", "needs at least one eval.benchmarks target")
 
@@ -416,15 +392,12 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
                                            f"(variants: {', '.join(variants)})")
         if c.variant == c.reference:
             raise err(f"{where}.reference", f"the same variant as claims[{i}].variant ({c.variant!r})")
-        if c.kind not in CLAIM_KINDS:
-            raise err(f"{where}.kind", f"expected one of {', '.join(CLAIM_KINDS)}, got {c.kind!r}")
+        check_fields(c, err, where)  # kind and alpha
         if CLAIM_KINDS[c.kind] and not 0 < c.margin < 100:
             raise err(f"{where}.margin", f"kind {c.kind!r} needs a margin in (0, 100) points, got {c.margin:g}")
         if not CLAIM_KINDS[c.kind] and c.margin:
             raise err(f"{where}.margin", f"kind {c.kind!r} uses no margin (equivalence and non_inferiority do), "
                                          f"got {c.margin:g}")
-        if not 0 < c.alpha < 0.5:
-            raise err(f"{where}.alpha", f"must be in (0, 0.5), got {c.alpha:g}")
         if c.metric not in metrics:
             raise err(f"{where}.metric", f"expected one of {', '.join(metrics)} (mean@k needs [eval] samples = k), "
                                          f"got {c.metric!r}")
@@ -440,24 +413,6 @@ def check_claims(claims: list[Claim], suite: Suite, err) -> list[Claim]:
     return claims
 
 
-#: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
-AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "keep_freed_memory")
-#: the attention kernels ``[train] attention`` takes besides "auto"
-ATTENTION_CHOICES = ("sdpa", "eager")
-
-
-#: the numerics "auto" gives a run whose importance ratios compare inner passes (``ratio_numerics``):
-#: the cheapest one whose inner step at lr 1e-6 moved at least 10x its noise floor, measured side by side
-#: by benchmarks/perf/ratio_noise.py on the default model (docs/algorithms.md, "Numerics")
-RATIO_NUMERICS = {"bf16_autocast": False, "bf16_weights": False}
-
-
-def algorithm_compares_ratios(algorithm_cls, mu: int) -> bool:
-    """True when a variant's loss takes importance ratios between inner passes: a ratio-based algorithm
-    with mu > 1 (with mu = 1 every ratio is 1 at the only pass)."""
-    return bool(getattr(algorithm_cls, "ratio_based", False)) and mu > 1
-
-
 def suite_compares_ratios(registry: Registry, variants: list[Variant], mu: int) -> bool:
     """Any variant of the suite compares ratios (unknown algorithms are reported later, by name)."""
     table = registry.tables["algorithms"]
@@ -468,54 +423,11 @@ def suite_compares_ratios(registry: Registry, variants: list[Variant], mu: int) 
     return any(algorithm_compares_ratios(table[v.algorithm].obj, variant_mu(v)) for v in variants if v.algorithm in table)
 
 
-def resolve_auto(key: str, value: bool | str, device: str, err, ratio_numerics: bool = False) -> bool | str:
-    """A ``[train]`` setting whose ``"auto"`` depends on the run's device: ``bf16_autocast`` and
-    ``bf16_weights`` (fast bf16 there, :func:`grpo_bench.provenance.bf16_support`; when
-    ``ratio_numerics``, the run compares importance ratios and gets :data:`RATIO_NUMERICS` instead,
-    whatever the device: under bf16 a real inner step hides in rounding noise), ``adamw_fused`` (torch
-    has the fused AdamW kernel for it, :func:`grpo_bench.provenance.fused_adamw_support`), ``attention``
-    ("eager" on CPU, else "sdpa"), ``keep_freed_memory`` (the C library is glibc, whatever the device)."""
-    if key == "attention":
-        if value in ATTENTION_CHOICES:
-            return value
-        if value != "auto":
-            raise err(f"train.{key}", f"expected one of {', '.join(ATTENTION_CHOICES)} or \"auto\", got {value!r}")
-    elif isinstance(value, bool):
-        return value
-    elif value != "auto":
-        raise err(f"train.{key}", f"expected true, false or \"auto\", got {value!r}")
-    from ..models import pick_device
-    from ..provenance import bf16_support, fused_adamw_support, glibc
-
-    device = pick_device(device)
-    if key == "attention":
-        return "eager" if device == "cpu" else "sdpa"
-    if key == "keep_freed_memory":
-        return glibc()
-    if key in ("bf16_autocast", "bf16_weights"):
-        if ratio_numerics:
-            return RATIO_NUMERICS[key]
-        return bf16_support(device) is not None
-    return fused_adamw_support(device)
-
-
 def check_train(train: TrainSection, err, where: str) -> None:
-    """Bounds of the ``[train]`` settings, each with its reason (also applied to each variant's ``train``
-    overrides). Floats are already finite (checked while the table is read)."""
-    def at_least(keys: tuple[str, ...], low: int, why: str) -> None:
-        for key in keys:
-            if getattr(train, key) < low:
-                raise err(f"{where}.{key}", f"must be >= {low} ({why}), got {getattr(train, key)}")
-
-    at_least(("steps", "prompts_per_step", "max_new_tokens", "max_prompt_tokens", "mu", "micro_batch_size",
-              "generation_batch_size", "reward_workers"), 1, "a count")
-    at_least(("group_size",), 2, "advantages are normalised within a group")
-    at_least(("checkpoint_every",), 0, "0: only at the end")
-    at_least(("micro_batch_tokens",), 0, "0: rows only")
-    at_least(("samples_max_steps",), 0, "0: no samples.jsonl")
-    for key in ("max_new_tokens", "max_prompt_tokens"):
-        if getattr(train, key) > MAX_TOKENS:
-            raise err(f"{where}.{key}", f"must be <= {MAX_TOKENS} (longer than any model's context), got {getattr(train, key)}")
+    """The ``[train]`` settings against their limits (each field's metadata in the schema, then the limits
+    that join several settings; also applied to each variant's ``train`` overrides). Floats are already
+    finite (checked while the table is read)."""
+    check_fields(train, err, where)
     batch = train.prompts_per_step * train.group_size
     if batch > MAX_ROLLOUT_SAMPLES:
         key = "group_size" if train.group_size > MAX_ROLLOUT_SAMPLES else "prompts_per_step"
@@ -525,60 +437,15 @@ def check_train(train: TrainSection, err, where: str) -> None:
     if tokens > MAX_ROLLOUT_TOKENS:
         raise err(f"{where}.max_new_tokens", f"a step holds up to {tokens} tokens (prompts_per_step * group_size * "
                                              f"(max_prompt_tokens + max_new_tokens)); at most {MAX_ROLLOUT_TOKENS} fit in memory")
-    for key in ("learning_rate", "temperature", "grad_clip", "reward_timeout_s"):
-        if not getattr(train, key) > 0:
-            raise err(f"{where}.{key}", f"must be > 0, got {getattr(train, key)!r}")
-    if train.weight_decay < 0:
-        raise err(f"{where}.weight_decay", f"must be >= 0, got {train.weight_decay!r}")
-    for key in ("adam_beta1", "adam_beta2"):
-        if not 0 <= getattr(train, key) < 1:
-            raise err(f"{where}.{key}", f"must be in [0, 1) (an exponential moving-average factor), got {getattr(train, key)!r}")
-    if not 0 <= train.max_reward_error_frac <= 1:
-        raise err(f"{where}.max_reward_error_frac", f"must be in [0, 1] (a share of a step's samples), "
-                                                    f"got {train.max_reward_error_frac!r}")
-    check_batch_options(train, err, where)
-    check_numerics_options(train, err, where)
-
-
-def check_numerics_options(train: TrainConfig, err, where: str) -> None:
-    """The noise floor and the sampler-learner correction (docs/algorithms.md, "Numerics")."""
-    if train.noise_floor_every < 0:
-        raise err(f"{where}.noise_floor_every", f"must be >= 0 (0: never), got {train.noise_floor_every}")
-    if not 0 < train.noise_floor_eps <= 1e-4:
-        raise err(f"{where}.noise_floor_eps", "must be in (0, 1e-4] (a nudge far below any real step), "
-                                             f"got {train.noise_floor_eps!r}")
-    for key, allowed in (("behaviour_logprobs", ("trainer", "engine")), ("sampler_correction", ("none", "tis", "mis")),
-                         ("sampler_correction_level", ("token", "sequence"))):
-        if getattr(train, key) not in allowed:
-            raise err(f"{where}.{key}", f"expected one of {', '.join(allowed)}, got {getattr(train, key)!r}")
-    if not train.sampler_correction_cap > 1:
-        raise err(f"{where}.sampler_correction_cap", f"must be > 1 (rho is kept within [1/C, C]), "
-                                                     f"got {train.sampler_correction_cap!r}")
-
-
-def check_batch_options(train: TrainConfig, err, where: str) -> None:
-    """Mini-batches, dynamic sampling and overlong shaping (docs/algorithms.md, "Trainer options")."""
-    batch = train.prompts_per_step * train.group_size
-    if not 1 <= train.mini_batches <= batch:
+    if train.mini_batches > batch:
         raise err(f"{where}.mini_batches", f"must be between 1 and prompts_per_step * group_size = {batch}, got {train.mini_batches}")
-    if train.dynamic_sampling not in ("off", "drop", "refill"):
-        raise err(f"{where}.dynamic_sampling", f"expected \"off\", \"drop\" or \"refill\", got {train.dynamic_sampling!r}")
-    if train.max_draws < 1:
-        raise err(f"{where}.max_draws", f"must be >= 1, got {train.max_draws}")
-    if not 0 <= train.overlong_buffer <= train.max_new_tokens:
+    if train.overlong_buffer > train.max_new_tokens:
         raise err(f"{where}.overlong_buffer", f"must be between 0 (off) and max_new_tokens = {train.max_new_tokens}, got {train.overlong_buffer}")
-    if train.overlong_penalty < 0:
-        raise err(f"{where}.overlong_penalty", f"must be >= 0, got {train.overlong_penalty}")
 
 
 #: Bounds on settings, each with its reason (every one is checked at load, before anything is written).
-MAX_ROLLOUT_SAMPLES = 65_536  # prompts_per_step * group_size: every sample's tokens, log-probs and reward
-#                               results of a step are held in memory at once (group_size = 10**9 once OOM-killed a machine)
 MAX_ROLLOUT_TOKENS = 2**28  # rollout samples * (max_prompt_tokens + max_new_tokens): token ids, masks and
 #                             per-token log-probs of one step, about 16 bytes a token, must fit in host memory
-MAX_TOKENS = 1_048_576  # any single length setting (max_new_tokens, max_prompt_tokens): beyond every model's context
-MAX_SEED = 2**31 - 1  # seeds feed torch.manual_seed, random.Random and the engine's int32 sampling seeds
-MAX_EVAL_SAMPLES = 1024  # eval.samples (k): k completions per problem are held in memory
 MAX_ABS_REWARD = 1e12  # |reward value| a reward may return (larger is an error): totals and group std stay finite
 MAX_REWARD_WEIGHT = 1e6  # |train.reward_weights.*|
 KNOWN_DEVICES = "auto, cpu, cuda, cuda:N, mps"
@@ -591,32 +458,20 @@ def check_name(name: str, err) -> None:
 
 
 def check_settings(meta: SuiteMeta, ev: EvalSection, err) -> None:
-    """``[suite]`` and ``[eval]`` settings against their bounds (``[train]``: :func:`check_train`)."""
+    """``[suite]`` and ``[eval]`` settings against their limits (``[train]``: :func:`check_train`)."""
     if not meta.seeds:
         raise err("suite.seeds", "at least one seed is needed")
-    for i, seed in enumerate(meta.seeds):
-        if not 0 <= seed <= MAX_SEED:
-            raise err(f"suite.seeds[{i}]", f"must be in [0, {MAX_SEED}] (seeds the RNGs), got {seed}")
+    check_fields(meta, err, "suite")
     if len(set(meta.seeds)) != len(meta.seeds):
         raise err("suite.seeds", f"duplicate seed in {meta.seeds} (each seed is one run folder)")
-    if meta.dtype not in ("float32", "bfloat16", "float16"):
-        raise err("suite.dtype", f"expected float32, bfloat16 or float16, got {meta.dtype!r}")
     check_device(meta.device, lambda msg: err("suite.device", msg))
     check_eval(ev, err)
 
 
 def check_eval(ev, err) -> None:
-    """Generation settings of an eval (the suite's ``[eval]`` or ``grpo-bench eval``'s options)."""
-    for key in ("max_new_tokens", "batch_size"):
-        if getattr(ev, key) < 1:
-            raise err(f"eval.{key}", f"must be >= 1 (a count), got {getattr(ev, key)}")
-    if ev.max_new_tokens > MAX_TOKENS:
-        raise err("eval.max_new_tokens", f"must be <= {MAX_TOKENS} (longer than any model's context), got {ev.max_new_tokens}")
-    if not 0 <= ev.samples <= MAX_EVAL_SAMPLES:
-        raise err("eval.samples", f"must be in [0, {MAX_EVAL_SAMPLES}] (0: greedy only; k samples per problem are "
-                                  f"held in memory), got {ev.samples}")
-    if not (math.isfinite(ev.temperature) and ev.temperature > 0):
-        raise err("eval.temperature", f"must be a finite number > 0, got {ev.temperature!r}")
+    """Generation settings of an eval (the suite's ``[eval]`` or ``grpo-bench eval``'s options), against
+    the limits of :class:`EvalGeneration`'s fields."""
+    check_fields(ev, err, "eval", schema=EvalGeneration)
 
 
 def check_device(device: str, err) -> None:

@@ -241,7 +241,7 @@ def _train_and_eval(session: Session, run_dir: Path, variant_name: str | None, s
         rewards.append(bench.eval_reward)
         weights[bench.eval_reward] = 0.0
     ref_model = None
-    if algo.options.beta > 0:
+    if algo.options.beta > 0 or "ref_logp" in algo.needs:  # the algorithm's declared inputs (algorithm.INPUTS)
         ref_model, _ = load_policy(suite.suite.model, suite.suite.dtype, session.device)
         ref_model.requires_grad_(False)
     cfg = TrainConfig(**{k: getattr(tr, k) for k in TrainConfig.__dataclass_fields__} | variant.train)

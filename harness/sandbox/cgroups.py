@@ -1,7 +1,8 @@
 """A cgroup v2 per sample, where the harness may create one (standard library only).
 
-The judge is moved into a fresh cgroup before it reads its job, so every process of the sample
-(judge, bubblewrap, the sandbox's init, the program and anything it starts) is in it; at the end
+The harness creates a fresh cgroup per sample and the judge joins it as its first act (before its
+tests, its sandbox or any program), so every process of the sample (judge, bubblewrap, the
+sandbox's init, the program and anything it starts) is in it; at the end
 ``cgroup.kill`` kills them all at once, whatever they did to their parents, sessions or pid
 namespaces. Where the cgroup's parent offers the ``memory`` and ``pids`` controllers, the sample
 also gets ``memory.max`` (all its processes together, tmpfs pages included), ``memory.swap.max`` 0
@@ -76,13 +77,11 @@ def describe() -> str:
 
 
 class SampleCgroup:
-    """One sample's cgroup: :meth:`add` the judge, :meth:`kill` everything in it, :meth:`remove` it."""
+    """One sample's cgroup (the judge joins it through ``path / "cgroup.procs"``): :meth:`kill` everything
+    in it, :meth:`remove` it."""
 
     def __init__(self, path: Path, controllers: frozenset[str]):
         self.path, self.controllers = path, controllers
-
-    def add(self, pid: int) -> None:
-        (self.path / "cgroup.procs").write_text(str(pid))
 
     def kill(self) -> None:
         try:

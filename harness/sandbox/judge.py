@@ -300,10 +300,13 @@ def free_names(code):
 
 
 def _confine(job):
-    """Dies with the harness, and resource limits, before anything else runs.
+    """Dies with the harness, joins the sample's cgroup, and resource limits, before anything else runs.
 
     Done here rather than between fork and exec in the harness so that the harness can start this
-    process with vfork (a fork of a large scorer worker is slow).
+    process with vfork (a fork of a large scorer worker is slow). Joining the cgroup here rather than
+    in the harness takes a cgroup migration (milliseconds: the kernel waits for an RCU grace period)
+    off the harness's thread; the harness created the cgroup empty and names its ``cgroup.procs``.
+    A judge that cannot join exits 1 without a verdict (the sample is an error, never unguarded).
     """
     import ctypes
     import os
@@ -314,6 +317,13 @@ def _confine(job):
     libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     if os.getppid() != job["harness_pid"]:  # the harness died before the line above
         os._exit(1)
+    if job.get("cgroup_procs"):
+        try:
+            with open(job["cgroup_procs"], "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            os.write(2, ("the judge could not join its cgroup: %s\n" % exc).encode())
+            os._exit(1)
     for res, value in job["judge_rlimits"]:
         resource.setrlimit(res, (value, value))
 

@@ -41,6 +41,7 @@ package as an unprivileged user with the system interpreter.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import marshal
@@ -72,7 +73,7 @@ UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid n
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
 MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
-AHEAD = 2  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
+AHEAD = 4  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
 
 
 def _source(*names: str) -> str:
@@ -215,8 +216,34 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm",
             "--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
             "--seccomp", "@SECCOMP_FD@", "--info-fd", "@INFO_FD@",  # the judge fills in the descriptors
-            "--chdir", "/tmp", python, "-I", "-B", "-S", "-c", SERVER]
+            "--chdir", "/tmp", python, "-I", "-B", "-S", *server_arguments(python)]
     return cmd
+
+
+#: the server's command line where its code arrives compiled (see :func:`server_arguments`)
+SERVER_BOOT = "import marshal,sys;exec(marshal.loads(bytes.fromhex(sys.argv[1])))"
+
+
+@functools.lru_cache(maxsize=4)
+def server_arguments(python: str) -> tuple[str, ...]:
+    """How ``python`` gets the server's code: compiled once per harness process and marshalled (as hex,
+    an argument) where ``python``'s bytecode format is the harness's own (the same magic number), else
+    the source, which every sandbox then compiles again (about 1.5 ms of CPU)."""
+    if _bytecode_magic(python) != importlib.util.MAGIC_NUMBER.hex():
+        return ("-c", SERVER)
+    return ("-c", SERVER_BOOT, marshal.dumps(compile(SERVER, "<grpo-bench server>", "exec")).hex())
+
+
+@functools.lru_cache(maxsize=4)
+def _bytecode_magic(python: str) -> str:
+    """``python``'s bytecode magic number (hex), asked once per harness process; "" when it cannot say."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return importlib.util.MAGIC_NUMBER.hex()
+    try:
+        return subprocess.run([python, "-I", "-S", "-c", "import importlib.util as u;print(u.MAGIC_NUMBER.hex())"],
+                              capture_output=True, text=True, timeout=30, env={"PATH": SAFE_PATH}).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def verdict_bytes(limits: Limits) -> int:
@@ -256,15 +283,16 @@ class Sample:
     limits: Limits = Limits()
 
 
-def _job_head(mode_: str, sample: Sample, cwd: str, parent_pid: int) -> dict:
-    """Everything the judge needs before the program: it prepares the sandbox from this alone."""
+def _job_head(mode_: str, sample: Sample, parent_pid: int, cgroup_procs: str) -> dict:
+    """Everything the judge needs before the program: it prepares the sandbox from this alone.
+    ``cgroup_procs``: the sample's cgroup's ``cgroup.procs``, which the judge joins first ("" for none)."""
     limits = sample.limits
     if mode_ == "bwrap":
         command, cwd = bwrap_command(sandbox_python(), limits), "/"
-    else:
-        command = [sys.executable, "-I", "-B", "-S", "-c", SERVER]
-    return {"uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0, "harness_pid": parent_pid,
-            "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
+    else:  # the server runs in the judge's own (per-sample) directory
+        command, cwd = [sys.executable, "-I", "-B", "-S", *server_arguments(sys.executable)], None
+    return {"cgroup_procs": cgroup_procs, "uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0,
+            "harness_pid": parent_pid, "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
             "tests": sample.tests, "entry_point": sample.entry_point or "",
             "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
             "seccomp": seccomp.bpf_program().hex() if mode_ == "bwrap" else "",
@@ -404,8 +432,9 @@ class _Judge:
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = f"judge could not start: {type(exc).__name__}: {exc}"
             return
-        self.group = _sample_cgroup(self.proc.pid, self.limits)  # before its job is sent: it has run nothing yet
-        self.head = code + (json.dumps(_job_head(mode_, sample, self.workdir, parent_pid)) + "\n").encode()
+        self.group = _sample_cgroup(self.limits)  # empty: the judge joins it before anything else (judge._confine)
+        procs = str(self.group.path / "cgroup.procs") if self.group is not None else ""
+        self.head = code + (json.dumps(_job_head(mode_, sample, parent_pid, procs)) + "\n").encode()
         fd = self.proc.stdin.fileno()
         os.set_blocking(fd, False)
         try:  # as much as the pipe takes now; the rest when the sample runs
@@ -431,20 +460,37 @@ class _Judge:
 
     def finish(self) -> Result:
         """Wait for the verdict (or the deadline), kill everything of the sample, return the result."""
+        self.end()
+        return self.result()
+
+    def end(self) -> None:
+        """Wait for the verdict (or the deadline), then kill everything of the sample: after this nothing
+        of it runs; :meth:`result` reaps the judge and removes the (empty) cgroup and directory."""
         if self.proc is None:
-            self.discard()
-            return Result("error", self.error, mode=self.mode)
-        pump, limits = self.pump, self.limits
+            return
+        pump = self.pump
         try:
-            exited = pump.run_until(self.start + limits.wall_s + GRACE_S)
+            self.exited = pump.run_until(self.start + self.limits.wall_s + GRACE_S)
             self._kill()
             pump.kill_sandbox()  # the sandbox's init, and with it its pid namespace (it has its own session)
             pump.run_until(time.monotonic() + 1.0, stop_on_exit=False)
-            code = self.proc.wait()
-        finally:
+        except BaseException:
             pump.close()
             self.discard()
-        return _verdict(pump, exited, code, time.monotonic() - self.start, limits, self.mode)
+            raise
+        self.seconds = time.monotonic() - self.start
+
+    def result(self) -> Result:
+        """The verdict of an :meth:`end`-ed judge: its exit status, then its cgroup and directory removed."""
+        if self.proc is None:
+            self.discard()
+            return Result("error", self.error, mode=self.mode)
+        try:
+            code = self.proc.wait()
+        finally:
+            self.pump.close()
+            self.discard()
+        return _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
 
     def _kill(self) -> None:
         try:
@@ -467,7 +513,10 @@ class _Judge:
         if self.group is not None:
             self.group.remove()
             self.group = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            os.rmdir(self.workdir)  # empty in the bubblewrap mode (the judge runs there, the program in /tmp)
+        except OSError:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
@@ -480,39 +529,41 @@ def run_batch(samples: list[Sample]) -> list[Result]:
     started while the current one runs (bubblewrap mode; see ``docs/sandbox.md``, "Speed").
 
     Each sample still gets its own judge, sandbox and cgroup, created for it alone; a started-ahead
-    sandbox has run nothing of any program when its program arrives. In the weak mode (no namespaces:
-    a program could reach a waiting process of the same user) nothing is started ahead.
+    sandbox has run nothing of any program when its program arrives. Everything of a sample is killed
+    before the next sample's program is sent; its judge's exit status is collected and its empty cgroup
+    and directory removed while the next sample runs. In the weak mode (no namespaces: a program could
+    reach a waiting process of the same user) nothing is started ahead.
     Raises :class:`SandboxUnavailable`.
     """
     mode_ = mode()
     ahead = AHEAD if mode_ == "bwrap" else 0
     results: list[Result] = []
     waiting: list[_Judge] = []  # judges started for the next samples, in order
+    ended: list[_Judge] = []  # the previous sample's judge: killed, its result not yet taken
     try:
         for i, sample in enumerate(samples):
             judge = waiting.pop(0) if waiting else _Judge(mode_, sample)
             judge.begin()
+            if ended:  # the previous sample's reaping and clean-up, while this one runs
+                results.append(ended.pop().result())
             while len(waiting) < ahead and i + 1 + len(waiting) < len(samples):
                 waiting.append(_Judge(mode_, samples[i + 1 + len(waiting)]))
-            results.append(judge.finish())
+            judge.end()
+            ended.append(judge)
+        if ended:
+            results.append(ended.pop().result())
     finally:
+        for judge in ended:
+            judge.result()
         for judge in waiting:
             judge.discard()
     return results
 
 
-def _sample_cgroup(judge_pid: int, limits: Limits) -> cgroups.SampleCgroup | None:
-    """The sample's own cgroup with the judge in it, where cgroup v2 is writable (see :mod:`.cgroups`)."""
+def _sample_cgroup(limits: Limits) -> cgroups.SampleCgroup | None:
+    """The sample's own cgroup, empty, where cgroup v2 is writable (see :mod:`.cgroups`); the judge joins it."""
     memory = (limits.memory_mb + limits.scratch_mb + limits.shm_mb + 256) << 20  # program, tmpfs, judge
-    group = cgroups.create(memory, limits.nproc + 8)
-    if group is None:
-        return None
-    try:
-        group.add(judge_pid)
-    except OSError:
-        group.remove(0)
-        return None
-    return group
+    return cgroups.create(memory, limits.nproc + 8)
 
 
 def _verdict(pump: _Pump, exited: bool, code: int, seconds: float, limits: Limits, mode_: str) -> Result:

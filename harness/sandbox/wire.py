@@ -30,8 +30,6 @@ built-in types (``namedtuple``, ``OrderedDict``, a ``str`` subclass with a rigge
 sent as their base type's contents: the receiver compares the contents, never the sender's methods.
 """
 
-import json
-
 MAX_DEPTH = 100
 #: built-in types that may be sent as values (by name, looked up in this table only)
 TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bytearray, bool, list, tuple, dict, set,
@@ -145,10 +143,14 @@ def decode(tree, handle=None, depth=0):
 
 def dumps(message):
     """One protocol message (a JSON object of already-encoded parts) as one line of bytes."""
+    import json  # here, not at the top: the sandbox's server uses its own codec and never imports json
+
     return (json.dumps(message, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def loads(line):
+    import json
+
     message = json.loads(line)
     if type(message) is not dict:
         raise ValueError("malformed message")

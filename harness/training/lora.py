@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.suite import check_lora
+from ..config.lora import check_lora
 from ..errors import UserError
 
 

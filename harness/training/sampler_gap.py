@@ -44,8 +44,9 @@ def engine_logprobs(mb, completions, device) -> torch.Tensor:
     for r, i in enumerate(mb.indices):
         lps = completions[i].logprobs
         if lps is None or len(lps) != len(completions[i].token_ids):
-            raise UserError("[train] behaviour_logprobs = \"engine\" and sampler_correction need the rollout "
-                            "engine's sampling log-probs, and a completion came back without them")
+            raise UserError("[train] behaviour_logprobs = \"engine\", sampler_correction and an algorithm that "
+                            "needs engine_logp need the rollout engine's sampling log-probs, and a completion "
+                            "came back without them")
         out[r, :len(lps)] = torch.tensor(lps, dtype=torch.float32)
     return out.to(device)
 

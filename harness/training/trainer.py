@@ -24,16 +24,16 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..algorithm import Algorithm, PolicyBatch, Stats
+from ..algorithm import Algorithm, PolicyBatch, Stats, check_needs
 from ..benchmark import Benchmark, Problem, prompt_token_ids, reward_columns
 from ..config.schema import TrainConfig
-from ..config.suite import AUTO_SWITCHES, algorithm_compares_ratios, resolve_auto
 from ..engine import RolloutEngine, SamplingConfig
 from ..errors import UserError
 from ..io import append_jsonl, read_jsonl, replace_dir, write_jsonl
 from ..scoring import RewardScorer
 from .allocator import keep_freed_memory
 from .noise_floor import measure_noise_floor
+from ..config.numerics import AUTO_SWITCHES, algorithm_compares_ratios, resolve_auto
 from .policy import MicroBatch, completion_logprobs, make_micro_batches
 from .precision import MasterWeights, fp32_lm_head
 from .records import SampleLog, logged_metrics, merge_metrics, sample_records, trainer_state
@@ -139,6 +139,12 @@ class Trainer:
         self.order = prompt_order(len(self.problems), seed)
         self.reserve = reserve_order(len(self.problems), seed)
         algorithm.bind(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens)
+        needs = check_needs(algorithm)
+        if "ref_logp" in needs and ref_model is None:
+            who = getattr(algorithm, "name", type(algorithm).__name__)
+            raise UserError(f"algorithm {who!r} needs ref_logp: give the Trainer a ref_model")
+        # the engine reports its sampling log-probs when a setting or the algorithm reads them
+        self.engine_logprobs_needed = needs_engine_logprobs(cfg) or "engine_logp" in needs
         # a TrainConfig built in Python may still say "auto"; suites resolve it at load
         device = next(model.parameters()).device.type
         ratios = algorithm_compares_ratios(type(algorithm), cfg.mu)
@@ -223,7 +229,7 @@ class Trainer:
             t0 = time.perf_counter()
             groups = self.engine.generate([self.prompt_ids[p.id] for p in problems], SamplingConfig(
                 cfg.max_new_tokens, cfg.temperature, G, draw_seed(self.seed, step, draw), cfg.generation_batch_size,
-                logprobs=needs_engine_logprobs(cfg)))
+                logprobs=self.engine_logprobs_needed))
             t1 = time.perf_counter()
             flat = [(p, c) for p, group in zip(problems, groups) for c in group]
             row_problems = [p for p, _ in flat]
@@ -356,7 +362,7 @@ class Trainer:
 
     def sampler_logprobs(self, plan: MicroBatchPlan, completions: list) -> list[torch.Tensor | None]:
         """The engine's log-probs per trained micro-batch, where a setting needs them (else None)."""
-        needed = needs_engine_logprobs(self.cfg)
+        needed = self.engine_logprobs_needed
         return [engine_logprobs(mb, completions, logp_device(self.model)) if needed else None
                 for mb in plan.trained_micro_batches]
 
@@ -388,7 +394,7 @@ class Trainer:
         behaviour = state.sampler[k] if cfg.behaviour_logprobs == "engine" else state.old[k]
         batch = PolicyBatch(logp, behaviour, mask, adv, normaliser.completions, state.ref[k],
                             num_tokens=normaliser.tokens, max_new_tokens=cfg.max_new_tokens,
-                            sample_weight=self.sample_weight(state, k, mask))
+                            sample_weight=self.sample_weight(state, k, mask), engine_logp=state.sampler[k])
         loss = self.algorithm.loss(batch, state.stats)
         require_finite(loss.detach(), step, "loss")
         loss.backward()
