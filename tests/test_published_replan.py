@@ -26,3 +26,17 @@ def test_published_suite_replans_to_its_folder(name):
     assert plan.record["config_hash"] == PUBLISHED[name]
     assert refusal(plan) is None
     assert plan.pending() == []
+
+
+def test_the_paper_claims_run_resumes_on_todays_code():
+    """results/paper-claims is a run in progress (--until-decided): today's code reuses every published run of
+    it (no refusal, the folder's hash) and plans the rest of the first look."""
+    record = json.loads((ROOT / "results" / "paper-claims" / "suite.json").read_text())
+    assert config_hash(shared_config(record["config"])) == "a415eb6be63f1215"
+    registry = default_registry()
+    plan = make_plan(load_suite(ROOT / "benchmarks" / "paper-claims.toml", registry), registry, ROOT / "results")
+    assert plan.record["config_hash"] == "a415eb6be63f1215" and refusal(plan) is None
+    published = {(p.parent.parent.name, int(p.parent.name[4:])) for p in
+                 (ROOT / "results" / "paper-claims" / "runs").glob("*/seed*/summary.json")}
+    pending = {(r.variant or "base", r.seed) for r in plan.pending()}
+    assert published and not published & pending and len(published | pending) == len(plan.runs)
