@@ -243,7 +243,7 @@ def test_suite_grows_and_refuses_a_redefined_variant(suite_file, tmp_path):
     big = make_plan(grown, registry, tmp_path)
     stamp(big)  # same shared hash: accepted
     assert big.record["config_hash"] == plan.record["config_hash"]
-    assert [(r.name, r.seed) for r in big.pending()] == [("grpo", 1), ("tic_grpo", 0), ("tic_grpo", 1)]
+    assert [(r.name, r.seed) for r in big.pending()] == [("tic_grpo", 0), ("grpo", 1), ("tic_grpo", 1)]  # seed-major
     changed = replace(grown, variants=[replace(grown.variants[0], options={"eps_low": 0.1})] + grown.variants[1:])
     with pytest.raises(UserError, match=r"runs/grpo/seed0 was trained with variant 'grpo'") as exc:
         stamp(make_plan(changed, registry, tmp_path))
