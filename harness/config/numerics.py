@@ -7,16 +7,14 @@ A config module apart from the suite loader: the trainer imports it (and the sch
 
 from __future__ import annotations
 
-import dataclasses
-
+from .options import field_metadata
 from .schema import TrainConfig
 
 
 #: [train] settings whose "auto" is resolved per device at load (and recorded resolved)
 AUTO_SWITCHES = ("bf16_autocast", "adamw_fused", "bf16_weights", "attention", "keep_freed_memory")
 #: the attention kernels ``[train] attention`` takes besides "auto"
-ATTENTION_CHOICES = tuple(c for c in next(f for f in dataclasses.fields(TrainConfig) if f.name == "attention")
-                          .metadata["choices"] if c != "auto")
+ATTENTION_CHOICES = tuple(c for c in field_metadata(TrainConfig, "attention")["choices"] if c != "auto")
 
 
 #: the numerics "auto" gives a run whose importance ratios compare inner passes (``ratio_numerics``):

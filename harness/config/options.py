@@ -91,6 +91,11 @@ def check_fields(obj: Any, err: Callable[[str, str], Exception], where: str, sch
                 raise err(key if i is None else f"{key}[{i}]", problem)
 
 
+def field_metadata(cls: type, name: str) -> dict:
+    """The metadata of field ``name`` of dataclass ``cls`` (what :func:`option` put there)."""
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+
 def field_help(cls: type, name: str) -> str:
     """The one-line help of field ``name`` of dataclass ``cls``."""
-    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+    return field_metadata(cls, name).get("help", "")
