@@ -282,7 +282,7 @@ def test_real_run_band_reads_only_runs_above_their_noise_floor(tmp_path):
 
 #: suites published after results/gradient-bias was computed, not yet in its band (docs/gradient-bias.md says
 #: so): rerunning the probe on another CPU moved quoted cosines by up to about 0.01, so it waits for re-quoting
-NEWER_THAN_THE_PROBE = {"paper-claims"}
+NEWER_THAN_THE_PROBE = {"paper-claims", "paper-claims-calibration"}
 
 
 def test_the_published_band_is_what_the_published_runs_give():
@@ -292,8 +292,9 @@ def test_the_published_band_is_what_the_published_runs_give():
     runs = {k: sum(r["runs"][k] for r in counted) for k in ("above", "below", "unknown")}
     published = json.loads((ROOT / "results/gradient-bias/table.json").read_text())["real_runs"]
     assert published["runs"] == runs and published["band"] is None and all(r["band"] is None for r in counted)
-    newer = real_run_band(ROOT / "results" / "paper-claims")  # what a rerun would add: 4 runs above the floor
-    assert newer["runs"]["above"] == 4 and newer["band"] is not None
+    for name in NEWER_THAN_THE_PROBE:  # what a rerun would add: runs above their floor, hence a band
+        newer = real_run_band(ROOT / "results" / name)
+        assert newer["runs"]["above"] >= 2 and newer["band"] is not None, name
 
 
 def test_verdict_and_summary_pool_seeds_and_paths():
