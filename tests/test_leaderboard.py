@@ -303,4 +303,7 @@ def test_a_claim_on_a_variant_without_runs_says_what_it_needs(tmp_path):
     md = write_leaderboard(root)
     assert "| no runs yet: `grpo_no_is` different from `grpo` (arith-test pass@1, alpha 0.05) | - | - | undecided | 0 " \
            "| needs at least 2 paired seeds |" in md
+    (root / "sequential.json").write_text(json.dumps({"looks": [5, 10], "seeds": list(range(10)), "claims": []}))
+    md = write_leaderboard(root)  # under a plan of looks: tested first at the look of 5 seeds
+    assert "| undecided | 0 | first tested at the planned look of 5 seeds (0 paired so far) |" in md
     json.loads((root / "leaderboard.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-finite {c}"))

@@ -41,8 +41,10 @@ def paired_points(variant: list[Run], reference: list[Run], key: str, metric: st
     return seeds, [100.0 * (x[s] - y[s]) for s in seeds]
 
 
-def what_would_change(claim: dict, result, looks: tuple[int, ...] | None) -> str:
-    """One sentence: how the claim got decided, or what it still needs."""
+def what_would_change(claim: dict, result, looks: tuple[int, ...] | None, paired: int = 0) -> str:
+    """One sentence: how the claim got decided, or what it still needs (``paired``: seeds finished on both sides)."""
+    if result.look == 0 and looks:
+        return f"first tested at the planned look of {looks[0]} seeds ({paired} paired so far)"
     if result.look == 0:
         return "needs at least 2 paired seeds"
     if result.verdict != "undecided" and looks:
@@ -71,7 +73,7 @@ def claim_rows(claims: list[dict], groups: dict[str, list[Run]], results_dir: Pa
         result = evaluate_claim(claim["kind"], claim["margin"], claim["alpha"], diffs, plan)
         out.append({"claim": claim, "result": result.as_dict(), "seeds": seeds[:result.seeds],
                     "looks": list(looks) if looks else None,
-                    "what_would_change": what_would_change(claim, result, looks)})
+                    "what_would_change": what_would_change(claim, result, looks, len(seeds))})
     return out
 
 
