@@ -48,6 +48,7 @@ def parent() -> tuple[Path, frozenset[str]] | None:
         path.mkdir(exist_ok=True)
         if not (path / "cgroup.kill").exists():
             return None
+        sweep(path)
         _enable_controllers(root, path)
         enabled = set((path / "cgroup.subtree_control").read_text().split())
     except OSError:
@@ -65,6 +66,30 @@ def _enable_controllers(root: Path, path: Path) -> None:
                 (cgroup / "cgroup.subtree_control").write_text("+" + controller)
             except OSError:
                 pass
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def sweep(path: Path) -> list[str]:
+    """Kill and remove the sample cgroups (``<harness pid>-<n>``) of harnesses that are dead (a SIGKILLed
+    harness cannot remove its own); returns their names."""
+    swept = []
+    for child in path.iterdir():
+        owner = child.name.split("-", 1)[0]
+        if child.is_dir() and owner.isdigit() and not process_alive(int(owner)):
+            cgroup = SampleCgroup(child, frozenset())
+            cgroup.kill()
+            cgroup.remove(1.0)
+            swept.append(child.name)
+    return swept
 
 
 def describe() -> str:
