@@ -378,7 +378,8 @@ def unprivileged_prefix() -> list[str]:
 def copy_package(base: Path) -> Path:
     """The sandbox package where an unprivileged user can read it (the harness's venv may live under /root)."""
     pkg = base / "pkg" / "sandbox"
-    shutil.copytree(Path(sandbox.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(sandbox.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)  # the host (and so this copy) serves every mode
     for p in [base / "pkg", *pkg.parent.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return base / "pkg"
@@ -1103,13 +1104,26 @@ def test_a_crashed_zygote_is_replaced():
 CGROUP_AT_LOAD = GOOD + "CGROUP = [l for l in open('/proc/self/cgroup').read().splitlines() if l.startswith('0::')]\n"
 
 
-def test_the_program_runs_in_its_samples_cgroup_from_its_first_line():
-    """Where a cgroup is used, the server is in the sample's own cgroup when the program's first line runs
-    (the judge moves the zygote's child there before it builds the sandbox)."""
+def test_the_program_runs_in_its_samples_cgroup_from_its_first_line(monkeypatch):
+    """Where a cgroup is used, the program's first line runs at the root of its cgroup namespace, and the
+    sandbox's init is in the sample's own cgroup (seen from the host): the namespace was made inside the
+    sample's cgroup, i.e. the judge moved the zygote's child there before it built the sandbox (bubblewrap:
+    the judge joined it before starting bwrap), and nothing moves a process later."""
     if cgroups.parent() is None:
         pytest.skip(f"no writable cgroup v2 here: {cgroups.describe()}")
-    tests = TESTS + f"assert '/{cgroups.PARENT_NAME}/{os.getpid()}-' in CGROUP[0], CGROUP\n"
+    seen = []
+    original = sandbox._Pump.kill_sandbox
+
+    def record(pump):
+        init = json.loads(bytes(pump.out["stdout"].head).split(b"\n", 1)[0])["sandbox_pid"]
+        seen.append([line for line in Path(f"/proc/{init}/cgroup").read_text().splitlines() if line[:3] == "0::"])
+        original(pump)
+
+    monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
+    tests = TESTS + "assert CGROUP == ['0::/'], CGROUP\n"
     assert [r.status for r in sandbox.run_batch([sandbox.Sample(CGROUP_AT_LOAD, tests)] * 2)] == ["passed"] * 2
+    assert len(seen) == 2 and seen[0] != seen[1]
+    assert all(f"/{cgroups.PARENT_NAME}/{os.getpid()}-" in lines[0] for lines in seen), seen
 
 
 def test_leftovers_of_a_dead_harness_are_swept():
@@ -1139,3 +1153,22 @@ def test_leftovers_of_a_dead_harness_are_swept():
         assert not (parent[0] / f"{dead.pid}-0").exists()
     finally:
         (parent[0] / f"{os.getpid()}-swept").rmdir()
+
+
+STATUS_AT_LOAD = GOOD + """STATUS = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines())
+STATUS = {k: v.strip() for k, v in STATUS.items() if k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb', 'CapBnd',
+                                                          'NoNewPrivs', 'Seccomp', 'Uid')}
+"""
+
+
+def test_the_program_has_no_capabilities_and_its_filter():
+    """No capability in any set (the zygote's sample gets a fresh user namespace, so its init drops them all,
+    bounding set included), no_new_privs and a seccomp filter, uid 65534."""
+    zero = "0" * 16
+    tests = TESTS + (f"assert [STATUS[k] for k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb')] == [{zero!r}] * 4, STATUS\n"
+                     "assert STATUS['NoNewPrivs'] == '1' and STATUS['Seccomp'] == '2', STATUS\n"
+                     "assert STATUS['Uid'].split() == ['65534'] * 4, STATUS\n")
+    if sandbox.mode() == "zygote":
+        tests += f"assert STATUS['CapBnd'] == {zero!r}, STATUS\n"
+    result = sandbox.run_tests(STATUS_AT_LOAD, tests, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result.reason

@@ -528,10 +528,10 @@ class ZygoteSandbox:
         zygote = socket.socket(fileno=os.dup(job["zygote_fd"]))
         try:
             socket.send_fds(zygote, [request], [ends[0][0], ends[1][1], ends[2][1], theirs.fileno()])
-        except OSError:
+        except OSError as exc:
             for fd in (ends[0][1], ends[1][0], ends[2][0]):
                 os.close(fd)
-            raise
+            raise OSError("the zygote did not take the request (%s: %s)" % (type(exc).__name__, exc)) from None
         finally:
             zygote.close()
             theirs.close()

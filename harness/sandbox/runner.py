@@ -506,6 +506,14 @@ class _Zygote:
             self.proc.kill()
         self.proc.wait()
 
+    @classmethod
+    def replace(cls, zygote: "_Zygote") -> None:
+        """A zygote that failed a sample (alive but not serving): ended, so that the next sample gets a new
+        one. Only if it is still this thread's (samples that were waiting on it may fail after it)."""
+        key = (os.getpid(), threading.get_ident())
+        if cls._mine.get(key) is zygote:
+            cls._mine.pop(key).close()
+
 
 class _Judge:
     """One sample's judge, its sandbox and its cgroup; never used for a second sample.
@@ -519,10 +527,11 @@ class _Judge:
     def __init__(self, mode_: str, sample: Sample):
         self.mode, self.sample, self.limits = mode_, sample, sample.limits
         self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=_swept_tempdir())
-        self.proc, self.group, self.head, self.sent, self.error = None, None, b"", 0, ""
+        self.proc, self.group, self.head, self.sent, self.error, self.zygote = None, None, b"", 0, "", None
         service = _JudgeService.mine() if mode_ in NAMESPACED else None
         try:
-            zygote = _Zygote.mine().sock.fileno() if mode_ == "zygote" else None
+            self.zygote = _Zygote.mine() if mode_ == "zygote" else None
+            zygote = self.zygote.sock.fileno() if self.zygote is not None else None
             if service is not None:
                 self.proc, parent_pid, code = service.fork_or_none(self.workdir, zygote), service.proc.pid, b""
                 judge_zygote = 3 if zygote is not None else None  # where the forked judge has it
@@ -594,7 +603,10 @@ class _Judge:
         finally:
             self.pump.close()
             self.discard()
-        return _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
+        result = _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
+        if self.zygote is not None and result.status == "error" and "zygote" in result.reason:
+            _Zygote.replace(self.zygote)
+        return result
 
     def _kill(self) -> None:
         try:

@@ -12,7 +12,7 @@ named or abstract socket) the zygote forks a child *C* and hands the judge a pid
 the judge's ``go`` (sent once the judge has moved C into the sample's cgroup), then builds the
 sample's own sandbox, nothing of it shared with another sample:
 
-* C: new user (uid/gid 65534 mapped to itself), mount, pid, IPC, UTS and network namespaces;
+* C: new user (uid/gid 65534 mapped to itself), mount, pid, IPC, UTS, network and cgroup namespaces;
   forks G, hands the judge a pidfd of G, then watches: when the judge goes away it kills G;
 * G, the pid namespace's init: fresh tmpfs ``/tmp`` and ``/dev/shm`` of the sample's sizes, a fresh
   ``/proc`` of its pid namespace (``sys``, ``sysrq-trigger``, ``irq``, ``bus`` read-only, as
@@ -30,9 +30,10 @@ try:  # imported as a module (documentation, tests); in the zygote server.py's s
 except ImportError:
     _server_main = main  # noqa: F821 -- server.py's main, defined above in the zygote's program
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x02000000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-SAMPLE_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+SAMPLE_NAMESPACES = (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
+                     | CLONE_NEWCGROUP)  # the cgroup namespace's root: the sample's cgroup (the judge moved C)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP = 1, 4, 24, 22
