@@ -131,8 +131,12 @@ def serve(config):
     import os
     import select
 
+    import gc
+    import resource  # noqa: F401 -- the server's limits: imported once here, not in every sample
+
     system = _Sys(config["keyctl"])
     system.prctl(PR_SET_DUMPABLE, 0)  # nothing in a sample can read or write the zygote's memory
+    gc.freeze()  # a sample's collections skip the zygote's objects: no copy-on-write of their pages for that
     sock = _socket.socket(fileno=config["socket_fd"])
     poller, children = select.poll(), {}  # pidfd -> (pid, reply socket)
     poller.register(sock.fileno(), select.POLLIN)
@@ -275,6 +279,7 @@ def _sample_init(system, config, request):
         server = os.fork()
         if server == 0:
             _sample_server(system, config)
+        _tell_server(server)
         _blank_stdio()
         os.closerange(3, 1 << 16)
         while True:
@@ -286,6 +291,22 @@ def _sample_init(system, config, request):
     except BaseException as exc:
         _report(exc)
     os._exit(code)
+
+
+def _tell_server(pid):
+    """In G: a pidfd of the server to the judge (on the reply socket, still descriptor 3), which kills it
+    directly at the end: its pipes then close at once, without waiting for the namespace's teardown."""
+    import _socket
+    import os
+
+    reply = _socket.socket(fileno=3)
+    try:
+        pidfd = os.pidfd_open(pid)
+        send_fds(reply, b"server", [pidfd], _socket.MSG_DONTWAIT)
+        os.close(pidfd)
+    except OSError as exc:
+        _report(exc)
+    reply.detach()
 
 
 def _sample_server(system, config):
