@@ -114,18 +114,19 @@ class SampleCgroup:
         except OSError:
             pass
 
-    def remove(self, wait_s: float = 2.0) -> None:
+    def remove(self, wait_s: float = 2.0) -> bool:
+        """Remove it once empty, waiting up to ``wait_s``; whether it is gone."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 self.path.rmdir()
-                return
+                return True
             except FileNotFoundError:
-                return
+                return True
             except OSError:  # still populated for a moment after the kill
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.01)
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
 
 
 def create(memory_bytes: int, pids: int) -> SampleCgroup | None:

@@ -627,7 +627,7 @@ class _Judge:
                 except OSError:
                     pass
         if self.group is not None:
-            self.group.remove()
+            _remove_later(self.group)
             self.group = None
         try:
             os.rmdir(self.workdir)  # empty in the bubblewrap mode (the judge runs there, the program in /tmp)
@@ -635,9 +635,30 @@ class _Judge:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+_lingering = threading.local()  # .cgroups: killed samples' cgroups not yet empty
+
+
+def _remove_later(group: cgroups.SampleCgroup) -> None:
+    """Remove a killed sample's cgroup if it is empty already, else later (:func:`_remove_lingering`):
+    its last process to exit tears down the sample's namespaces (an RCU grace period, up to tens of ms
+    under load), which the harness's thread need not wait for while other samples run."""
+    pending = _lingering.__dict__.setdefault("cgroups", [])
+    pending.append(group)
+    pending[:] = [g for g in pending if not g.remove(0)]
+
+
+def _remove_lingering() -> None:
+    """Wait (up to 2 s each, as before) for the lingering cgroups to empty and remove them."""
+    for group in _lingering.__dict__.pop("cgroups", []):
+        group.remove()
+
+
 def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
          limits: Limits) -> Result:
-    return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+    try:
+        return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+    finally:
+        _remove_lingering()
 
 
 def run_batch(samples: list[Sample]) -> list[Result]:
@@ -673,6 +694,7 @@ def run_batch(samples: list[Sample]) -> list[Result]:
             judge.result()
         for judge in waiting:
             judge.discard()
+        _remove_lingering()
     return results
 
 

@@ -15,8 +15,9 @@ sample's own sandbox, nothing of it shared with another sample:
 * C: new user (uid/gid 65534 mapped to itself), mount, pid, IPC, UTS, network and cgroup namespaces;
   forks G, hands the judge a pidfd of G, then watches: when the judge goes away it kills G;
 * G, the pid namespace's init: fresh tmpfs ``/tmp`` and ``/dev/shm`` of the sample's sizes, a fresh
-  ``/proc`` of its pid namespace (``sys``, ``sysrq-trigger``, ``irq``, ``bus`` read-only, as
-  bubblewrap does), every capability dropped, not dumpable; forks S, reaps, exits with S's status
+  ``/proc`` of its pid namespace, read-only as a whole (bubblewrap makes ``sys``, ``sysrq-trigger``,
+  ``irq`` and ``bus`` read-only), every capability dropped, not dumpable; forks S, reaps, exits with
+  S's status
   (the namespace, and everything in it, dies with it);
 * S: a new session, a fresh session keyring, ``no_new_privs``, the sample's seccomp filter (the same
   libseccomp program as bubblewrap mode, which denies ``unshare``, ``setns`` and namespace flags of
@@ -34,12 +35,11 @@ CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x0200000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 SAMPLE_NAMESPACES = (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET
                      | CLONE_NEWCGROUP)  # the cgroup namespace's root: the sample's cgroup (the judge moved C)
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REC, MS_PRIVATE = 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_SECCOMP = 1, 4, 24, 22
 PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 38, 47, 4
 SECCOMP_MODE_FILTER, KEYCTL_JOIN_SESSION_KEYRING = 2, 1
-PROC_COVERED = ("sys", "sysrq-trigger", "irq", "bus")  # read-only in a sample's /proc, as bubblewrap does
 SIGKILL = 9
 
 
@@ -268,12 +268,7 @@ def _sample_init(system, config, request):
         flags = MS_NOSUID | MS_NODEV
         system.mount("tmpfs", "/tmp", "tmpfs", flags, "size=%d,mode=0755" % request["tmp_bytes"])
         system.mount("tmpfs", "/dev/shm", "tmpfs", flags, "size=%d,mode=0755" % request["shm_bytes"])
-        system.mount("proc", "/proc", "proc", flags | MS_NOEXEC)
-        for name in PROC_COVERED:
-            path = "/proc/" + name
-            if os.path.exists(path):
-                system.mount(path, path, None, MS_BIND | MS_REC)
-                system.mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags | MS_NOEXEC)
+        system.mount("proc", "/proc", "proc", flags | MS_NOEXEC | MS_RDONLY)  # all of it read-only
         system.drop_capabilities()
         system.prctl(PR_SET_DUMPABLE, 0)
         server = os.fork()
