@@ -441,13 +441,7 @@ def main(stdin=None):
     status, reason = "passed", ""
     try:
         try:
-            if info_fd is not None or type(proc) is ZygoteSandbox:  # before the program exists: nothing ran
-                channel.arm()
-                if info_fd is not None:
-                    report_sandbox_init(channel, info_fd, out)
-                else:
-                    proc.start(channel, out, job["cgroup_procs"])
-                channel.disarm()
+            report_sandbox(channel, proc, info_fd, out, job)
             line = stdin.readline()  # blocks while a started-ahead judge waits for its sample
             if not line:
                 channel.fault("no program was sent", "error")
@@ -472,6 +466,19 @@ def main(stdin=None):
     proc.wait()
     output.thread.join(1.0)
     write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
+
+
+def report_sandbox(channel, proc, info_fd, out, job):
+    """Before the program exists (nothing has run in the sandbox yet), under the deadline: the sandbox's
+    init to the harness (bubblewrap's, or the zygote's child's child, once that child is in the cgroup)."""
+    if info_fd is None and type(proc) is not ZygoteSandbox:
+        return  # the weak mode: no sandbox init
+    channel.arm()
+    if info_fd is not None:
+        report_sandbox_init(channel, info_fd, out)
+    else:
+        proc.start(channel, out, job["cgroup_procs"])
+    channel.disarm()
 
 
 def finish():
