@@ -573,6 +573,8 @@ class ZygoteSandbox:
                     f.write(str(child))
             except OSError as exc:
                 channel.fault("the sandbox could not join its cgroup: %s" % exc, "error")
+            if pidfd_pid(self.child_fd) != child:  # it died (it waits for go: only with the zygote) meanwhile
+                channel.fault("the zygote's child ended before it joined its cgroup", "error")
         self.reply.send(b"go")
         self.init_fd, init = self._receive(channel, b"init")
         try:
