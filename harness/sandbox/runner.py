@@ -27,6 +27,12 @@ interpreter, and :func:`run_batch` starts the next :data:`AHEAD` samples' judges
 fresh sandbox, while one sample runs; each waits for its program, and nothing is shared between
 samples.
 
+``GRPO_BENCH_SANDBOX=zygote`` (not the default; ``docs/sandbox.md``, "The zygote mode") gives each
+sample the same isolation without starting bubblewrap and an interpreter for it: one bubblewrap sandbox
+per harness thread (:class:`_Zygote`, :mod:`.zygote`) runs a pre-imported server that forks each
+sample's sandbox, which makes its own user, mount, pid, IPC, UTS, network and cgroup namespaces, tmpfs,
+``/proc``, keyring and seccomp filter; the judge moves it into the sample's cgroup before it starts.
+
 Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
 weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
 child process (its own session, the same resource limits and protocol, a temporary directory, no
@@ -492,6 +498,9 @@ class _Zygote:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
                                          env={"PATH": SAFE_PATH}, start_new_session=True,
                                          pass_fds=(theirs.fileno(), filter_fd), **ids)
+        except BaseException:
+            self.sock.close()
+            raise
         finally:
             theirs_fd = theirs.fileno()
             theirs.close()
