@@ -1173,3 +1173,16 @@ def test_the_program_has_no_capabilities_and_its_filter():
         tests += f"assert STATUS['CapBnd'] == {zero!r}, STATUS\n"
     result = sandbox.run_tests(STATUS_AT_LOAD, tests, limits=sandbox.Limits(wall_s=LIMIT))
     assert result.passed, result.reason
+
+
+def test_a_zygote_that_stops_answering_is_an_error_and_is_replaced():
+    """A stopped zygote (alive, not forking): its samples are errors (reward None, never a score) naming the
+    zygote, and the next sample gets a new zygote."""
+    zygote_only()
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    first = sandbox._Zygote.mine()
+    os.kill(zygote_processes()[-1], 19)  # SIGSTOP its interpreter
+    result = sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=1.0))
+    assert result.status == "error" and "zygote" in result.reason, result
+    assert code_tests([""], [fenced(GOOD)], tests=[TESTS]) == [1.0]
+    assert sandbox._Zygote.mine() is not first and first.proc.poll() is not None

@@ -551,10 +551,14 @@ class ZygoteSandbox:
     def _receive(self, channel, expected):
         import socket
 
-        message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)
+        try:
+            message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)
+        except Fault:  # the deadline, while the zygote or its child never answered: the sandbox's failure
+            channel.faults[:] = [("error", "the zygote did not answer in time (%s)" % expected.decode())]
+            raise
         while message == b"server" and len(fds) == 1 and self.server_fd is None:  # the init can be quicker
             self.server_fd = fds[0]
-            message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)
+            message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)  # (the init's message came: no wait)
         if message != expected or len(fds) != 1:
             for fd in fds:
                 self._close(fd)
