@@ -544,6 +544,30 @@ def test_sandbox_refuses_without_bubblewrap_unless_weak_mode_is_chosen(monkeypat
         sandbox.mode()
 
 
+def test_the_default_is_the_zygote_and_falls_back_to_bubblewrap_per_sample_only_when_not_asked(monkeypatch, caplog):
+    """Unset: the zygote where it works, else bubblewrap per sample with one log line; asked for: no fallback."""
+    probes = []
+    monkeypatch.setattr(sandbox, "_probe", lambda m, python: probes.append(m) or working.get(m))
+    monkeypatch.delenv(sandbox.MODE_ENV)
+    working = {"zygote": None, "bwrap": None}  # _probe: None = works, else why not
+    assert sandbox.mode() == "zygote" and probes == ["zygote"]
+    working["zygote"] = "error: unshare: Operation not permitted"
+    sandbox._say_fallback.cache_clear()
+    with caplog.at_level("WARNING", logger=sandbox.log.name):
+        assert sandbox.mode() == "bwrap"
+    assert probes[1:] == ["zygote", "bwrap"]
+    assert [r.getMessage() for r in caplog.records if "zygote mode does not work" in r.getMessage()] != []
+    monkeypatch.setenv(sandbox.MODE_ENV, "zygote")  # asked for: refused, not replaced
+    with pytest.raises(sandbox.SandboxUnavailable, match="unshare: Operation not permitted"):
+        sandbox.mode()
+    monkeypatch.setenv(sandbox.MODE_ENV, "bwrap")
+    assert sandbox.mode() == "bwrap"
+    working["bwrap"] = "bwrap (bubblewrap) is not installed"
+    monkeypatch.delenv(sandbox.MODE_ENV)
+    with pytest.raises(sandbox.SandboxUnavailable, match="not installed"):
+        sandbox.mode()
+
+
 def test_benchmarks_record_the_sandbox_mode():
     assert HumanEval().describe()["code_sandbox"]["mode"] == os.environ[sandbox.MODE_ENV]
     assert MBPP().describe()["code_sandbox"]["mode"] == os.environ[sandbox.MODE_ENV]

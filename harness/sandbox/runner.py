@@ -27,11 +27,14 @@ interpreter, and :func:`run_batch` starts the next :data:`AHEAD` samples' judges
 fresh sandbox, while one sample runs; each waits for its program, and nothing is shared between
 samples.
 
-``GRPO_BENCH_SANDBOX=zygote`` (not the default; ``docs/sandbox.md``, "The zygote mode") gives each
-sample the same isolation without starting bubblewrap and an interpreter for it: one bubblewrap sandbox
-per harness thread (:class:`_Zygote`, :mod:`.zygote`) runs a pre-imported server that forks each
-sample's sandbox, which makes its own user, mount, pid, IPC, UTS, network and cgroup namespaces, tmpfs,
-``/proc``, keyring and seccomp filter; the judge moves it into the sample's cgroup before it starts.
+The default mode (``zygote``; ``docs/sandbox.md``, "The zygote mode") gives each sample the same
+isolation without starting bubblewrap and an interpreter for it: one bubblewrap sandbox per harness
+thread (:class:`_Zygote`, :mod:`.zygote`) runs a pre-imported server that forks each sample's sandbox,
+which makes its own user, mount, pid, IPC, UTS, network and cgroup namespaces, tmpfs, ``/proc``,
+keyring and seccomp filter; the judge moves it into the sample's cgroup before it starts. Where it
+does not work (nested user namespaces refused, say) the default falls back, with a line in the log, to
+a fresh bubblewrap sandbox per sample (``GRPO_BENCH_SANDBOX=bwrap`` asks for that mode; a mode asked
+for explicitly never falls back).
 
 Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
 weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
@@ -78,7 +81,7 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SANDBOX_UID = 65534  # nobody, inside the sandbox
 UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid no account uses
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
-MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default), "zygote" or "weak"
+MODE_ENV = "GRPO_BENCH_SANDBOX"  # "zygote" (default, else bwrap), "bwrap" or "weak"
 MODES = ("bwrap", "zygote", "weak")
 NAMESPACED = ("bwrap", "zygote")  # the modes with bubblewrap's isolation (namespaces, seccomp, sized tmpfs)
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
@@ -132,9 +135,10 @@ class Result:
 
 
 def requested_mode() -> str:
-    value = os.environ.get(MODE_ENV, "bwrap").strip().lower() or "bwrap"
-    if value not in MODES:
-        raise SandboxUnavailable(f"{MODE_ENV}={value!r}: expected 'bwrap', 'zygote' or 'weak'")
+    """The mode ``GRPO_BENCH_SANDBOX`` asks for; "" when unset (the default: :func:`mode` picks)."""
+    value = os.environ.get(MODE_ENV, "").strip().lower()
+    if value and value not in MODES:
+        raise SandboxUnavailable(f"{MODE_ENV}={value!r}: expected 'zygote', 'bwrap' or 'weak'")
     return value
 
 
@@ -164,17 +168,28 @@ def _drop_uid() -> bool:
 
 
 def mode() -> str:
-    """The mode in force: ``bwrap`` (or ``zygote``), or ``weak`` when chosen; raises :class:`SandboxUnavailable`
-    otherwise."""
+    """The mode in force: the one asked for, else ``zygote`` where it works here and ``bwrap`` where only
+    that does (said once in the log); raises :class:`SandboxUnavailable` when none with namespaces works
+    (``weak`` only when asked for)."""
     want = requested_mode()
     if want == "weak":
         _warn_weak()
         return "weak"
-    why = _probe(want, sandbox_python())
+    python = sandbox_python()
+    why = _probe(want or "zygote", python)
+    if why and not want:
+        _say_fallback(why)
+        want, why = "bwrap", _probe("bwrap", python)
     if why:
         raise SandboxUnavailable(f"code sandbox unavailable ({why}); refusing to run generated code. Install "
                                  f"bubblewrap, or set {MODE_ENV}=weak to accept a sandbox without namespaces")
-    return want
+    return want or "zygote"
+
+
+@functools.lru_cache(maxsize=1)
+def _say_fallback(why: str) -> None:
+    log.warning("code sandbox: the zygote mode does not work here (%s); each sample gets its own bubblewrap "
+                "sandbox instead (the same isolation, slower: docs/sandbox.md, \"Speed\")", why)
 
 
 @functools.lru_cache(maxsize=1)
