@@ -920,7 +920,10 @@ def test_the_judge_reports_the_real_sandbox_init(monkeypatch):
         original(pump)
 
     monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
-    assert sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=LIMIT)).passed
+    # the tests take 0.5 s, so the harness reads the judge's sandbox line while the init is alive (a quick
+    # sample's init may be gone by then, its namespace with it: then there is nothing left to hold or kill)
+    slow_tests = TESTS + "import time\ntime.sleep(0.5)\n"
+    assert sandbox.run_tests(GOOD, slow_tests, limits=sandbox.Limits(wall_s=LIMIT)).passed
     assert len(seen) == 1 and seen[0] is not None
 
 
