@@ -48,6 +48,11 @@ SYSV_KEY = 0x5A000000 + secrets.randbelow(1 << 20)
 MBPP_11 = next(p for p in MBPP().problems("test") if p.id == "mbpp/11")
 
 
+#: the namespaced modes every test runs in (bubblewrap per sample, and the zygote that forks each sample's
+#: sandbox); GRPO_BENCH_TEST_SANDBOX_MODES="zygote" runs one
+MODES = os.environ.get("GRPO_BENCH_TEST_SANDBOX_MODES", "bwrap zygote").split()
+
+
 def _bwrap_missing() -> str | None:
     if os.environ.pop(sandbox.MODE_ENV, None):  # these tests are about bubblewrap: never the weak mode
         pass
@@ -62,12 +67,30 @@ def _bwrap_missing() -> str | None:
 pytestmark = pytest.mark.skipif(bool(_bwrap_missing()), reason=str(_bwrap_missing()))
 
 
+@pytest.fixture(scope="module", autouse=True, params=MODES)
+def sandbox_mode(request):
+    """Every test in each namespaced mode (a test that wants the weak mode sets it itself); the zygote's tests
+    are skipped, saying why, where it does not work (the default then falls back to bubblewrap per sample)."""
+    why = sandbox._probe(request.param, sandbox.sandbox_python())
+    if why:
+        pytest.skip(f"{request.param} mode does not work here: {why}")
+    os.environ[sandbox.MODE_ENV] = request.param
+    yield request.param
+    os.environ.pop(sandbox.MODE_ENV, None)
+
+
+def who(user: str) -> str:
+    """The table's user column: the user and the mode."""
+    return f"{user}/{os.environ.get(sandbox.MODE_ENV, 'bwrap')}"
+
+
 @pytest.fixture(scope="module", autouse=True)
-def print_table():
+def print_table(sandbox_mode):
     yield
-    print(f"\n\nsandbox: {sandbox.describe()}\n{'case':44s} {'user':7s} {'value':>6s} {'seconds':>8s}")
+    print(f"\n\nsandbox: {sandbox.describe()}\n{'case':44s} {'user':14s} {'value':>6s} {'seconds':>8s}")
     for case, user, value, seconds in TABLE:
-        print(f"{case:44s} {user:7s} {str(value):>6s} {seconds:8.2f}")
+        print(f"{case:44s} {user:14s} {str(value):>6s} {seconds:8.2f}")
+    TABLE.clear()
 
 
 def fenced(program: str) -> str:
@@ -81,7 +104,7 @@ def score(case: str, program: str, tests: str = TESTS, limit: float = LIMIT, ent
     value = code_tests([""], [fenced(program)], tests=[tests], time_limit_s=[limit], entry_point=[entry_point],
                        setup_code=[setup])[0]
     seconds = time.monotonic() - t0
-    TABLE.append((case, "harness", value, seconds))
+    TABLE.append((case, who("harness"), value, seconds))
     assert seconds < limit + SLACK, f"{case} took {seconds:.1f} s"
     return value
 
@@ -359,7 +382,8 @@ def unprivileged_prefix() -> list[str]:
 def copy_package(base: Path) -> Path:
     """The sandbox package where an unprivileged user can read it (the harness's venv may live under /root)."""
     pkg = base / "pkg" / "sandbox"
-    shutil.copytree(Path(sandbox.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(sandbox.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)  # the host (and so this copy) serves every mode
     for p in [base / "pkg", *pkg.parent.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return base / "pkg"
@@ -375,15 +399,16 @@ def test_hostile_programs_as_an_unprivileged_user(host):
     jobs = host.base / "jobs.json"
     jobs.write_text(json.dumps([[n, *v] for n, v in cases(host).items()]))
     jobs.chmod(0o644)
-    env = {"PATH": sandbox.SAFE_PATH, "HOME": str(host.home), "GRPO_SECRET": SECRET}
+    env = {"PATH": sandbox.SAFE_PATH, "HOME": str(host.home), "GRPO_SECRET": SECRET,
+           sandbox.MODE_ENV: os.environ[sandbox.MODE_ENV]}
     proc = subprocess.run([*prefix, "/usr/bin/python3", "-I", "-c", HELPER, str(pkg), str(jobs), str(LIMIT)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)
-    user = "nobody" if ROOT else "user"
+    user = who("nobody" if ROOT else "user")
     for name, value, seconds, status, reason, mode in rows:
         TABLE.append((name, user, value, seconds))
-    assert {r[5] for r in rows} == {"bwrap"}
+    assert {r[5] for r in rows} == {os.environ[sandbox.MODE_ENV]}
     assert [r[0] for r in rows if not acceptable(r[0], r[1])] == []
     assert all(r[2] < LIMIT + SLACK for r in rows), [r for r in rows if r[2] >= LIMIT + SLACK]
     host.check_unchanged()
@@ -408,7 +433,7 @@ def test_nothing_outlives_a_sigkilled_harness(host, as_user):
     marker = f"{MARK}-killed-{as_user}"
     t0 = time.monotonic()
     harness = subprocess.Popen([*prefix, "/usr/bin/python3", "-I", "-c", KILLED_HARNESS, str(pkg), marker[::-1]],
-                               env={"PATH": sandbox.SAFE_PATH})
+                               env={"PATH": sandbox.SAFE_PATH, sandbox.MODE_ENV: os.environ[sandbox.MODE_ENV]})
     try:
         while not marked_processes(marker) and time.monotonic() - t0 < 20:
             time.sleep(0.1)
@@ -419,7 +444,7 @@ def test_nothing_outlives_a_sigkilled_harness(host, as_user):
     deadline = time.monotonic() + 5
     while marked_processes(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    TABLE.append(("outlive a SIGKILLed harness", as_user, len(marked_processes(marker)), time.monotonic() - t0))
+    TABLE.append(("outlive a SIGKILLed harness", who(as_user), len(marked_processes(marker)), time.monotonic() - t0))
     assert marked_processes(marker) == []
 
 
@@ -472,7 +497,7 @@ def test_killing_the_parent_leaves_the_harness_alive():
         t0 = time.monotonic()
         res = scorer.score(["", ""], [fenced(KILL_PARENT), fenced(GOOD)],
                            {"tests": [TESTS, TESTS], "time_limit_s": [LIMIT, LIMIT]})
-        TABLE.append(("kill the parent (scorer)", "harness", res.values["code_tests"][0], time.monotonic() - t0))
+        TABLE.append(("kill the parent (scorer)", who("harness"), res.values["code_tests"][0], time.monotonic() - t0))
         assert res.values["code_tests"] == [0.0, 1.0]
         assert res.count_summary()["code_tests"]["error"] == 0
         again = scorer.score([""], [fenced(GOOD)], {"tests": [TESTS], "time_limit_s": [LIMIT]})
@@ -492,7 +517,7 @@ def test_slow_samples_do_not_hold_the_batch():
         elapsed = time.monotonic() - t0
     finally:
         scorer.close()
-    TABLE.append(("batch of 8, two infinite loops (2 workers)", "harness",
+    TABLE.append(("batch of 8, two infinite loops (2 workers)", who("harness"),
                   res.count_summary()["code_tests"]["ok"], elapsed))
     assert res.values["code_tests"] == [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
     assert res.count_summary()["code_tests"]["timeout"] == 0  # the sandbox limit fires before the scorer's
@@ -523,9 +548,33 @@ def test_sandbox_refuses_without_bubblewrap_unless_weak_mode_is_chosen(monkeypat
         sandbox.mode()
 
 
+def test_the_default_is_the_zygote_and_falls_back_to_bubblewrap_per_sample_only_when_not_asked(monkeypatch, caplog):
+    """Unset: the zygote where it works, else bubblewrap per sample with one log line; asked for: no fallback."""
+    probes = []
+    monkeypatch.setattr(sandbox, "_probe", lambda m, python: probes.append(m) or working.get(m))
+    monkeypatch.delenv(sandbox.MODE_ENV)
+    working = {"zygote": None, "bwrap": None}  # _probe: None = works, else why not
+    assert sandbox.mode() == "zygote" and probes == ["zygote"]
+    working["zygote"] = "error: unshare: Operation not permitted"
+    sandbox._say_fallback.cache_clear()
+    with caplog.at_level("WARNING", logger=sandbox.log.name):
+        assert sandbox.mode() == "bwrap"
+    assert probes[1:] == ["zygote", "bwrap"]
+    assert [r.getMessage() for r in caplog.records if "zygote mode does not work" in r.getMessage()] != []
+    monkeypatch.setenv(sandbox.MODE_ENV, "zygote")  # asked for: refused, not replaced
+    with pytest.raises(sandbox.SandboxUnavailable, match="unshare: Operation not permitted"):
+        sandbox.mode()
+    monkeypatch.setenv(sandbox.MODE_ENV, "bwrap")
+    assert sandbox.mode() == "bwrap"
+    working["bwrap"] = "bwrap (bubblewrap) is not installed"
+    monkeypatch.delenv(sandbox.MODE_ENV)
+    with pytest.raises(sandbox.SandboxUnavailable, match="not installed"):
+        sandbox.mode()
+
+
 def test_benchmarks_record_the_sandbox_mode():
-    assert HumanEval().describe()["code_sandbox"]["mode"] == "bwrap"
-    assert MBPP().describe()["code_sandbox"]["mode"] == "bwrap"
+    assert HumanEval().describe()["code_sandbox"]["mode"] == os.environ[sandbox.MODE_ENV]
+    assert MBPP().describe()["code_sandbox"]["mode"] == os.environ[sandbox.MODE_ENV]
 
 
 def test_no_tests_means_the_reward_does_not_apply():
@@ -610,6 +659,7 @@ def test_the_server_arrives_compiled_where_the_bytecode_formats_match():
     import importlib.util
 
     same = sandbox._bytecode_magic(sandbox.sandbox_python()) == importlib.util.MAGIC_NUMBER.hex()
+    same = same or sandbox.mode() == "zygote"  # the zygote's own code is one argument, compiled once per zygote
     program = "import sys\nARGUMENTS = len(sys.argv) - 1\n"
     result = sandbox.run_tests(program, f"assert ARGUMENTS == {1 if same else 0}\n", limits=sandbox.Limits(wall_s=LIMIT))
     assert result.passed, result
@@ -690,7 +740,7 @@ def test_the_judges_own_deadline_covers_a_blocked_send():
     harness's kill at limit + 1.5 s, ends it: the judge exits 0 with a timeout verdict."""
     tests = "assert add(1, 2) == 3\nimport time\ntime.sleep(0.6)\nassert add('x' * 10 ** 6, '') == 'x' * 10 ** 6\n"
     result = sandbox.run_tests(BLOCKED_SEND, tests, limits=sandbox.Limits(wall_s=LIMIT))
-    TABLE.append(("blocked send (judge's own deadline)", "harness", result.status, result.seconds))
+    TABLE.append(("blocked send (judge's own deadline)", who("harness"), result.status, result.seconds))
     assert result.status == "timeout" and result.exit_code == 0, result
     assert "wall-clock" in result.reason
 
@@ -713,7 +763,7 @@ os.kill(judge, signal.SIGKILL)
 def test_weak_mode_rejects_the_verdict_of_a_judge_that_did_not_exit_cleanly(monkeypatch):
     monkeypatch.setenv(sandbox.MODE_ENV, "weak")
     result = sandbox.run_tests(FORGE_AND_KILL_THE_JUDGE, TESTS, limits=sandbox.Limits(wall_s=LIMIT))
-    TABLE.append(("weak: forge the verdict, kill the judge", "harness", result.status, result.seconds))
+    TABLE.append(("weak: forge the verdict, kill the judge", who("harness"), result.status, result.seconds))
     assert result.exit_code == -9, result  # the attack did reach the judge in this mode
     assert result.status == "failed" and "did not exit cleanly" in result.reason, result
     assert code_tests([""], [fenced(FORGE_AND_KILL_THE_JUDGE)], tests=[TESTS]) == [0.0]
@@ -828,7 +878,7 @@ def test_a_cgroup_per_sample_kills_what_left_the_session(monkeypatch):
     survivors = marked_processes(marker)
     for pid in survivors:
         os.kill(pid, 9)
-    TABLE.append(("weak: setsid daemon (cgroup.kill)", "harness", len(survivors), result.seconds))
+    TABLE.append(("weak: setsid daemon (cgroup.kill)", who("harness"), len(survivors), result.seconds))
     assert survivors == []
     assert {p for p in cgroups.parent()[0].iterdir() if p.is_dir()} <= {p for p in before if p.is_dir()}
 
@@ -870,7 +920,10 @@ def test_the_judge_reports_the_real_sandbox_init(monkeypatch):
         original(pump)
 
     monkeypatch.setattr(sandbox._Pump, "kill_sandbox", record)
-    assert sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=LIMIT)).passed
+    # the tests take 0.5 s, so the harness reads the judge's sandbox line while the init is alive (a quick
+    # sample's init may be gone by then, its namespace with it: then there is nothing left to hold or kill)
+    slow_tests = TESTS + "import time\ntime.sleep(0.5)\n"
+    assert sandbox.run_tests(GOOD, slow_tests, limits=sandbox.Limits(wall_s=LIMIT)).passed
     assert len(seen) == 1 and seen[0] is not None
 
 
@@ -935,7 +988,7 @@ def test_weak_mode_starts_nothing_ahead_and_no_service(monkeypatch):
 
 
 def test_a_failing_judge_service_falls_back_to_a_judge_of_its_own(monkeypatch):
-    def broken(service, cwd):
+    def broken(service, cwd, extra_fd=None):
         raise OSError("broken on purpose")
 
     monkeypatch.setattr(sandbox._JudgeService, "fork", broken)
@@ -963,3 +1016,205 @@ def test_a_forked_judge_runs_the_tests_in_an_empty_directory_of_its_own():
     tests = TESTS + "import os\nassert os.path.basename(os.getcwd()).startswith('grpo-sandbox-'), os.getcwd()\n" \
                     "assert os.listdir('.') == []\n"
     assert [r.status for r in sandbox.run_batch([sandbox.Sample(GOOD, tests)] * 2)] == ["passed", "passed"]
+
+
+# -- the zygote (GRPO_BENCH_SANDBOX=zygote): one long-lived sandbox per harness thread forks each sample's own
+
+
+def zygote_only() -> None:
+    if sandbox.mode() != "zygote":
+        pytest.skip("zygote mode only")
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes under ``pid`` (host pids), from every process's parent in /proc."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] not in "ZX":
+                parents[int(name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def zygote_processes() -> list[int]:
+    """This thread's zygote: its bubblewrap (outer), bubblewrap's init, the zygote's own interpreter ([2]),
+    then the zygote's children and theirs (level by level)."""
+    outer = sandbox._Zygote.mine().proc.pid
+    return [outer, *descendants(outer)]
+
+
+SEE_AND_SIGNAL = GOOD + """import os, signal
+PIDS = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+KILLED = []
+for pid in range(1, 4096):
+    if pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+            KILLED.append(pid)
+        except OSError:
+            pass
+try:
+    os.kill(-1, signal.SIGKILL)  # everything this sample can signal, i.e. nothing outside its pid namespace
+except OSError:
+    pass
+"""
+
+
+def test_a_sample_sees_and_signals_only_its_own_processes():
+    """Inside, /proc lists the sample's init (1) and the server (2) only, and kill(pid, 0) reaches only the
+    init; kill(-1, SIGKILL) takes nothing outside: the zygote and the next sample are untouched."""
+    zygote_only()
+    before = zygote_processes()
+    results = sandbox.run_batch([sandbox.Sample(SEE_AND_SIGNAL, TESTS + "assert PIDS == [1, 2], PIDS\n"
+                                                "assert KILLED == [1], KILLED\n", limits=sandbox.Limits(wall_s=LIMIT)),
+                                 sandbox.Sample(GOOD, TESTS), sandbox.Sample(GOOD, TESTS)])
+    assert [r.status for r in results] == ["passed"] * 3, [r.reason for r in results]
+    assert zygote_processes()[:3] == before[:3] and sandbox._Zygote.mine().proc.poll() is None
+
+
+KILL_INIT_AND_DAEMON = GOOD + """import os, signal, subprocess
+subprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', '{marker}'], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    subprocess.Popen(['/usr/bin/python3', '-c', 'import time; time.sleep(60)', '{marker}'])
+    os._exit(0)
+for sig in (signal.SIGKILL, signal.SIGTERM):
+    try:
+        os.kill(1, sig)  # the sample's init ignores signals from inside its namespace
+    except OSError:
+        pass
+"""
+
+
+def test_daemons_and_a_killed_init_leave_nothing_behind():
+    """A program that tries to kill its pid 1 and starts setsid daemons: after the sample no process of it is
+    left, the zygote has no child left, and its cgroup (where one is used) is gone."""
+    zygote_only()
+    marker = f"{MARK}-zygote-daemon"
+    parent = cgroups.parent()
+    before = set(parent[0].iterdir()) if parent else set()
+    result = sandbox.run_tests(KILL_INIT_AND_DAEMON.format(marker=marker), TESTS, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result
+    zygote = zygote_processes()
+    deadline = time.monotonic() + 5
+    while (marked_processes(marker) or len(zygote_processes()) > len(zygote[:3])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = marked_processes(marker)
+    for pid in survivors:
+        os.kill(pid, 9)
+    assert survivors == []
+    assert len(zygote_processes()) == 3, "a child of the zygote outlived its sample"
+    if parent:
+        assert set(parent[0].iterdir()) <= before
+
+
+def test_a_crashed_zygote_is_replaced():
+    """The zygote killed (its interpreter, or its bubblewrap): the next sample gets a new one and passes."""
+    zygote_only()
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    first = sandbox._Zygote.mine()
+    os.kill(zygote_processes()[2], 9)  # the zygote's interpreter: bubblewrap ends with it
+    first.proc.wait(timeout=10)
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    second = sandbox._Zygote.mine()
+    assert second is not first
+    second.proc.kill()
+    second.proc.wait()
+    assert sandbox.run_batch([sandbox.Sample(GOOD, TESTS), sandbox.Sample(WRONG, TESTS)])[1].status == "failed"
+    assert sandbox._Zygote.mine() is not second
+
+
+CGROUP_AT_LOAD = GOOD + "CGROUP = [l for l in open('/proc/self/cgroup').read().splitlines() if l.startswith('0::')]\n"
+
+
+def test_the_program_runs_in_its_samples_cgroup_from_its_first_line(monkeypatch):
+    """Where a cgroup is used, the program's first line runs at the root of its cgroup namespace, and the
+    sandbox's init is in the sample's own cgroup (seen from the host): the namespace was made inside the
+    sample's cgroup, i.e. the judge moved the zygote's child there before it built the sandbox (bubblewrap:
+    the judge joined it before starting bwrap), and nothing moves a process later."""
+    if cgroups.parent() is None:
+        pytest.skip(f"no writable cgroup v2 here: {cgroups.describe()}")
+    seen = []
+    original = sandbox._Pump._watch_sandbox
+
+    def record(pump):  # when the harness reads the judge's sandbox line (the tests keep the sandbox alive)
+        original(pump)
+        if pump.sandbox_pidfd is not None and not pump.sandbox_line:
+            init = json.loads(bytes(pump.out["stdout"].head).split(b"\n", 1)[0])["sandbox_pid"]
+            seen.append([line for line in Path(f"/proc/{init}/cgroup").read_text().splitlines() if line[:3] == "0::"])
+
+    monkeypatch.setattr(sandbox._Pump, "_watch_sandbox", record)
+    tests = TESTS + "assert CGROUP == ['0::/'], CGROUP\nimport time\ntime.sleep(0.5)\n"
+    assert [r.status for r in sandbox.run_batch([sandbox.Sample(CGROUP_AT_LOAD, tests)] * 2)] == ["passed"] * 2
+    assert len(seen) >= 2 and seen[-1] != seen[-2]  # (the first use of a mode also probes it with a sample)
+    assert all(f"/{cgroups.PARENT_NAME}/{os.getpid()}-" in lines[0] for lines in seen), seen
+
+
+def test_leftovers_of_a_dead_harness_are_swept():
+    """A SIGKILLed harness leaves its empty sample cgroup and judge directories; the next harness process
+    removes those whose owner is dead, and keeps a live owner's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmp = Path(tempfile.gettempdir())
+    stale, live = tmp / f"{sandbox.WORKDIR_PREFIX}{dead.pid}-x", tmp / f"{sandbox.WORKDIR_PREFIX}{os.getpid()}-x"
+    for path in (stale, live):
+        path.mkdir()
+    (stale / "left").write_text("x")
+    try:
+        sandbox._swept_tempdir.cache_clear()
+        sandbox._swept_tempdir()
+        assert not stale.exists() and live.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        live.rmdir()
+    parent = cgroups.parent()
+    if parent is None:
+        return  # no cgroups here: nothing else is left
+    (parent[0] / f"{dead.pid}-0").mkdir()
+    (parent[0] / f"{os.getpid()}-swept").mkdir()
+    try:
+        assert cgroups.sweep(parent[0]) == [f"{dead.pid}-0"]
+        assert not (parent[0] / f"{dead.pid}-0").exists()
+    finally:
+        (parent[0] / f"{os.getpid()}-swept").rmdir()
+
+
+STATUS_AT_LOAD = GOOD + """STATUS = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines())
+STATUS = {k: v.strip() for k, v in STATUS.items() if k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb', 'CapBnd',
+                                                          'NoNewPrivs', 'Seccomp', 'Uid')}
+"""
+
+
+def test_the_program_has_no_capabilities_and_its_filter():
+    """No capability in any set (the zygote's sample gets a fresh user namespace, so its init drops them all,
+    bounding set included), no_new_privs and a seccomp filter, uid 65534."""
+    zero = "0" * 16
+    tests = TESTS + (f"assert [STATUS[k] for k in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb')] == [{zero!r}] * 4, STATUS\n"
+                     "assert STATUS['NoNewPrivs'] == '1' and STATUS['Seccomp'] == '2', STATUS\n"
+                     "assert STATUS['Uid'].split() == ['65534'] * 4, STATUS\n")
+    if sandbox.mode() == "zygote":
+        tests += f"assert STATUS['CapBnd'] == {zero!r}, STATUS\n"
+    result = sandbox.run_tests(STATUS_AT_LOAD, tests, limits=sandbox.Limits(wall_s=LIMIT))
+    assert result.passed, result.reason
+
+
+def test_a_zygote_that_stops_answering_is_an_error_and_is_replaced():
+    """A stopped zygote (alive, not forking): its samples are errors (reward None, never a score) naming the
+    zygote, and the next sample gets a new zygote."""
+    zygote_only()
+    assert sandbox.run_tests(GOOD, TESTS).passed
+    first = sandbox._Zygote.mine()
+    os.kill(zygote_processes()[2], 19)  # SIGSTOP its interpreter
+    result = sandbox.run_tests(GOOD, TESTS, limits=sandbox.Limits(wall_s=1.0))
+    assert result.status == "error" and "zygote" in result.reason, result
+    assert code_tests([""], [fenced(GOOD)], tests=[TESTS]) == [1.0]
+    assert sandbox._Zygote.mine() is not first and first.proc.poll() is not None

@@ -5,8 +5,9 @@ Workloads: 200 math samples built from GSM8K test gold answers (half right, half
 count the scorer is warmed up once (worker start-up and imports are not counted), then the batch
 is scored ``--repeats`` times, the sides taking turns; the table shows the median.
 
-``--sandbox none bwrap weak`` scores code_tests in each sandbox mode (docs/sandbox.md) in the same
-invocation: ``weak`` is the same judge/proxy protocol without bubblewrap, so the difference is what
+``--sandbox none bwrap zygote weak`` scores code_tests in each sandbox mode (docs/sandbox.md) in the same
+invocation: ``zygote`` forks each sample's sandbox from a pre-imported zygote instead of starting
+bubblewrap and an interpreter per sample; ``weak`` is the same judge/proxy protocol without bubblewrap, so the difference is what
 bubblewrap costs; ``none`` is the baseline without any sandbox, the way code was run before the
 sandbox existed: one plain ``python3 -I -B -c`` subprocess per sample running the program, its
 setup and its tests together (exit status 0 = pass), one sample at a time. The machine is shared
@@ -25,7 +26,7 @@ holding a ``grpo_bench`` package). To build one for commit C::
 a6c6ca6, was measured by running this script in a worktree at that commit).
 
 Run: .venv/bin/python benchmarks/perf/reward_throughput.py [--workers 1 2] [--repeats 3]
-     [--sandbox none bwrap weak] [--old PKGDIR] [--only code_tests]
+     [--sandbox none bwrap zygote weak] [--old PKGDIR] [--only code_tests]
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--sandbox", nargs="+", default=["none", "bwrap"], choices=["none", "bwrap", "weak"],
-                    help="code_tests sandbox modes to measure (weak: without bubblewrap; none: no sandbox)")
+    ap.add_argument("--sandbox", nargs="+", default=["none", "bwrap"], choices=["none", "bwrap", "zygote", "weak"],
+                    help="code_tests sandbox modes to measure (zygote: each sample's sandbox forked by a zygote; "
+                         "weak: without bubblewrap; none: no sandbox)")
     ap.add_argument("--old", metavar="PKGDIR", help="also measure code_tests (bwrap) from the grpo_bench in PKGDIR")
     ap.add_argument("--only", choices=["math_verify", "code_tests"], help="measure one reward only")
     args = ap.parse_args()

@@ -48,6 +48,7 @@ def parent() -> tuple[Path, frozenset[str]] | None:
         path.mkdir(exist_ok=True)
         if not (path / "cgroup.kill").exists():
             return None
+        sweep(path)
         _enable_controllers(root, path)
         enabled = set((path / "cgroup.subtree_control").read_text().split())
     except OSError:
@@ -65,6 +66,30 @@ def _enable_controllers(root: Path, path: Path) -> None:
                 (cgroup / "cgroup.subtree_control").write_text("+" + controller)
             except OSError:
                 pass
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def sweep(path: Path) -> list[str]:
+    """Kill and remove the sample cgroups (``<harness pid>-<n>``) of harnesses that are dead (a SIGKILLed
+    harness cannot remove its own); returns their names."""
+    swept = []
+    for child in path.iterdir():
+        owner = child.name.split("-", 1)[0]
+        if child.is_dir() and owner.isdigit() and not process_alive(int(owner)):
+            cgroup = SampleCgroup(child, frozenset())
+            cgroup.kill()
+            cgroup.remove(1.0)
+            swept.append(child.name)
+    return swept
 
 
 def describe() -> str:
@@ -89,18 +114,19 @@ class SampleCgroup:
         except OSError:
             pass
 
-    def remove(self, wait_s: float = 2.0) -> None:
+    def remove(self, wait_s: float = 2.0) -> bool:
+        """Remove it once empty, waiting up to ``wait_s``; whether it is gone."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 self.path.rmdir()
-                return
+                return True
             except FileNotFoundError:
-                return
+                return True
             except OSError:  # still populated for a moment after the kill
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.01)
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)
 
 
 def create(memory_bytes: int, pids: int) -> SampleCgroup | None:

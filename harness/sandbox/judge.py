@@ -398,6 +398,8 @@ def start_sandbox(job):
         os.setgid(uid)
         os.setuid(uid)
 
+    if job.get("zygote_fd") is not None:
+        return ZygoteSandbox(job), None
     command, keep_fds, info_fd = sandbox_fds(job)
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -439,10 +441,7 @@ def main(stdin=None):
     status, reason = "passed", ""
     try:
         try:
-            if info_fd is not None:  # before the program exists: nothing in the sandbox has run yet
-                channel.arm()
-                report_sandbox_init(channel, info_fd, out)
-                channel.disarm()
+            report_sandbox(channel, proc, info_fd, out, job)
             line = stdin.readline()  # blocks while a started-ahead judge waits for its sample
             if not line:
                 channel.fault("no program was sent", "error")
@@ -467,6 +466,19 @@ def main(stdin=None):
     proc.wait()
     output.thread.join(1.0)
     write_all(out, verdict_line(status, reason, output.text(), job["verdict_bytes"]))
+
+
+def report_sandbox(channel, proc, info_fd, out, job):
+    """Before the program exists (nothing has run in the sandbox yet), under the deadline: the sandbox's
+    init to the harness (bubblewrap's, or the zygote's child's child, once that child is in the cgroup)."""
+    if info_fd is None and type(proc) is not ZygoteSandbox:
+        return  # the weak mode: no sandbox init
+    channel.arm()
+    if info_fd is not None:
+        report_sandbox_init(channel, info_fd, out)
+    else:
+        proc.start(channel, out, job["cgroup_procs"])
+    channel.disarm()
 
 
 def finish():
@@ -499,6 +511,166 @@ def sandbox_fds(job):
         command[command.index("@INFO_FD@")] = str(fd)
         keep.append(fd)
     return command, tuple(keep), info_read
+
+
+class ZygoteSandbox:
+    """This sample's sandbox, forked by the zygote (``GRPO_BENCH_SANDBOX=zygote``, :mod:`.zygote`), seen like
+    the ``Popen`` of bubblewrap: its pipes, ``poll``, ``wait``, ``kill``.
+
+    Created, it asks the zygote (through the descriptor the harness passed, ``job["zygote_fd"]``) for a
+    child, giving it the server's pipes and a socket of this sample's own for the answers; :meth:`start`
+    moves the child into the sample's cgroup before letting it build the sandbox, then reports the
+    sandbox's init (pid as the host sees it, and start time) like :func:`report_sandbox_init`.
+    """
+
+    def __init__(self, job):
+        import json
+        import os
+        import socket
+
+        ends = [os.pipe() for _ in range(3)]  # the server's stdin, stdout, stderr
+        self.reply, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.child_fd = self.init_fd = self.server_fd = self.returncode = None
+        self.killed = False
+        request = json.dumps({"tmp_bytes": job["tmp_bytes"], "shm_bytes": job["shm_bytes"]}).encode()
+        zygote = socket.socket(fileno=os.dup(job["zygote_fd"]))
+        try:
+            socket.send_fds(zygote, [request], [ends[0][0], ends[1][1], ends[2][1], theirs.fileno()])
+        except OSError as exc:
+            for fd in (ends[0][1], ends[1][0], ends[2][0]):
+                os.close(fd)
+            raise OSError("the zygote did not take the request (%s: %s)" % (type(exc).__name__, exc)) from None
+        finally:
+            zygote.close()
+            theirs.close()
+            for fd in (ends[0][0], ends[1][1], ends[2][1]):
+                os.close(fd)
+        self.stdin = open(ends[0][1], "wb", buffering=0)
+        self.stdout, self.stderr = open(ends[1][0], "rb", buffering=0), open(ends[2][0], "rb", buffering=0)
+
+    def _receive(self, channel, expected):
+        import socket
+
+        try:
+            message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)
+        except Fault:  # the deadline, while the zygote or its child never answered: the sandbox's failure
+            channel.faults[:] = [("error", "the zygote did not answer in time (%s)" % expected.decode())]
+            raise
+        while message == b"server" and len(fds) == 1 and self.server_fd is None:  # the init can be quicker
+            self.server_fd = fds[0]
+            message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)  # (the init's message came: no wait)
+        if message != expected or len(fds) != 1:
+            for fd in fds:
+                self._close(fd)
+            self._exit_message(message)
+            channel.fault("the zygote's child failed (%s, %s)" % (message[:40], channel.exit_text()), "error")
+        return fds[0], pidfd_pid(fds[0])
+
+    def start(self, channel, out, cgroup_procs):
+        """Child into the cgroup, then ``go``; report the init it forks (whose parent must be that child)."""
+        import json
+
+        self.child_fd, child = self._receive(channel, b"child")
+        if cgroup_procs:
+            try:
+                with open(cgroup_procs, "w") as f:
+                    f.write(str(child))
+            except OSError as exc:
+                channel.fault("the sandbox could not join its cgroup: %s" % exc, "error")
+            if pidfd_pid(self.child_fd) != child:  # it died (it waits for go: only with the zygote) meanwhile
+                channel.fault("the zygote's child ended before it joined its cgroup", "error")
+        self.reply.send(b"go")
+        self.init_fd, init = self._receive(channel, b"init")
+        try:
+            with open("/proc/%d/stat" % init) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            channel.fault("the sandbox's init is gone (%s)" % channel.exit_text(), "error")
+        if int(fields[1]) != child:
+            channel.fault("the sandbox's init is not the zygote's child's child", "error")
+        write_all(out, (json.dumps({"sandbox_pid": init, "start_time": int(fields[19])}) + "\n").encode())
+
+    def _exit_message(self, message):
+        if message.startswith(b"exit "):
+            self.returncode = int(message[5:])
+
+    def poll(self):
+        import select
+
+        if self.returncode is None and (self.child_fd is None or select.select([self.child_fd], [], [], 0)[0]):
+            try:
+                self._exit_message(self.reply.recv(64, 0x40))  # MSG_DONTWAIT: the zygote's "exit N"
+            except OSError:
+                pass
+        return self.returncode
+
+    def wait(self):
+        """The exit status of the zygote's child (C: the init's); -1 when the zygote never says. Once
+        :meth:`kill`-ed, -9 at once: the last of the sample's processes to exit tears its namespaces down
+        (an RCU grace period: up to tens of ms under load), which the verdict need not wait for (the
+        harness kills the init and the cgroup again; the zygote reaps)."""
+        import select
+
+        if self.killed:
+            return self.poll() if self.poll() is not None else -9
+        if self.child_fd is not None:
+            select.select([self.child_fd], [], [], 5.0)
+        self.reply.settimeout(1.0)
+        while self.returncode is None:
+            try:
+                message = self.reply.recv(64)
+            except OSError:
+                message = b""
+            if not message:
+                self.returncode = -1
+            self._exit_message(message)
+        return self.returncode
+
+    def kill(self):
+        """SIGKILL to the server (if its init has told its pidfd yet: its pipes close at once), the init (and
+        so its pid namespace) and the zygote's child."""
+        import signal
+        import socket
+
+        self.killed = True
+        self.reply.setblocking(False)  # this end only (socket.recv_fds ignores its flags argument)
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(self.reply, 64, 1)
+            except OSError:
+                break
+            if not message:
+                break
+            if message == b"server" and len(fds) == 1 and self.server_fd is None:
+                self.server_fd = fds[0]
+            else:
+                for fd in fds:
+                    self._close(fd)
+                self._exit_message(message)
+        for fd in (self.server_fd, self.init_fd, self.child_fd):
+            if fd is not None:
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _close(fd):
+        import os
+
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def pidfd_pid(fd):
+    """The pid (as this process sees it) of the process a pidfd refers to; -1 once it has exited."""
+    with open("/proc/self/fdinfo/%d" % fd) as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    return -1
 
 
 def report_sandbox_init(channel, info_fd, out):
@@ -568,6 +740,7 @@ def serve(config):
     """
     import ast  # noqa: F401 -- everything a judge imports, once: its children inherit it
     import ctypes  # noqa: F401
+    import gc
     import importlib  # noqa: F401
     import json
     import os
@@ -578,12 +751,14 @@ def serve(config):
     import subprocess  # noqa: F401
     import threading  # noqa: F401
     import time  # noqa: F401
+    import traceback  # noqa: F401 -- a forked judge's (it imports textwrap, re...: 3.5 ms of CPU per judge)
 
     _confine({"harness_pid": config["harness_pid"], "judge_rlimits": []})
+    gc.freeze()  # a judge's collections skip what the service holds: no copy-on-write of its pages for them
     sock = socket.socket(fileno=config["socket_fd"])
     max_fd = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     while True:
-        message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+        message, fds, _, _ = socket.recv_fds(sock, 4096, 4)  # stdin, stdout, stderr (and the zygote's socket)
         if not message:
             os._exit(0)
         request = json.loads(message)
@@ -608,9 +783,9 @@ def _forked_judge(fds, max_fd, cwd):
     try:
         os.setsid()
         os.chdir(cwd)  # the sample's empty temporary directory, as for a judge the harness starts
-        for target, fd in enumerate(fds):
+        for target, fd in enumerate(fds):  # every fd is above 2 (the service holds 0, 1 and 2)
             os.dup2(fd, target)
-        os.closerange(3, max_fd)
+        os.closerange(len(fds), max_fd)
         main(open(0, "rb", closefd=False))
     except BaseException:
         try:

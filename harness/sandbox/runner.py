@@ -27,6 +27,15 @@ interpreter, and :func:`run_batch` starts the next :data:`AHEAD` samples' judges
 fresh sandbox, while one sample runs; each waits for its program, and nothing is shared between
 samples.
 
+The default mode (``zygote``; ``docs/sandbox.md``, "The zygote mode") gives each sample the same
+isolation without starting bubblewrap and an interpreter for it: one bubblewrap sandbox per harness
+thread (:class:`_Zygote`, :mod:`.zygote`) runs a pre-imported server that forks each sample's sandbox,
+which makes its own user, mount, pid, IPC, UTS, network and cgroup namespaces, tmpfs, ``/proc``,
+keyring and seccomp filter; the judge moves it into the sample's cgroup before it starts. Where it
+does not work (nested user namespaces refused, say) the default falls back, with a line in the log, to
+a fresh bubblewrap sandbox per sample (``GRPO_BENCH_SANDBOX=bwrap`` asks for that mode; a mode asked
+for explicitly never falls back).
+
 Where bubblewrap cannot run, :func:`run_tests` refuses (:class:`SandboxUnavailable`) unless the
 weaker mode is chosen explicitly with ``GRPO_BENCH_SANDBOX=weak``: then the program runs in a plain
 child process (its own session, the same resource limits and protocol, a temporary directory, no
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import json
 import logging
 import marshal
@@ -71,9 +81,12 @@ SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SANDBOX_UID = 65534  # nobody, inside the sandbox
 UID_BASE = 1 << 30  # as root, bwrap runs as UID_BASE + the judge's pid: a uid no account uses
 GRACE_S = 1.5  # judge start-up and clean-up beyond the sandbox's wall-clock limit
-MODE_ENV = "GRPO_BENCH_SANDBOX"  # "bwrap" (default) or "weak"
+MODE_ENV = "GRPO_BENCH_SANDBOX"  # "zygote" (default, else bwrap), "bwrap" or "weak"
+MODES = ("bwrap", "zygote", "weak")
+NAMESPACED = ("bwrap", "zygote")  # the modes with bubblewrap's isolation (namespaces, seccomp, sized tmpfs)
 PYTHON_ENV = "GRPO_BENCH_SANDBOX_PYTHON"  # interpreter inside the sandbox (default /usr/bin/python3)
 AHEAD = 4  # run_batch: judges and sandboxes started ahead of need (each for one given sample)
+WORKDIR_PREFIX = "grpo-sandbox-"  # + the harness's pid: a judge's temporary directory
 
 
 def _source(*names: str) -> str:
@@ -82,6 +95,10 @@ def _source(*names: str) -> str:
 
 SERVER = _source("wire.py", "server.py")
 JUDGE = _source("wire.py", "judge.py")
+ZYGOTE = _source("wire.py", "server.py", "zygote.py")
+#: the zygote's command line: its program is the one argument after -c, compiled once per zygote
+ZYGOTE_BOOT = ("import sys;exec(compile(sys.argv[1],'<grpo-bench zygote>','exec'),"
+               "{'__name__':'__zygote__','__builtins__':__builtins__})")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -110,7 +127,7 @@ class Result:
     stderr: str = ""  # the judge's own output (tracebacks), capped
     seconds: float = 0.0
     exit_code: int | None = None  # the judge's
-    mode: str = ""  # "bwrap" or "weak"
+    mode: str = ""  # "bwrap", "zygote" or "weak"
 
     @property
     def passed(self) -> bool:
@@ -118,9 +135,10 @@ class Result:
 
 
 def requested_mode() -> str:
-    value = os.environ.get(MODE_ENV, "bwrap").strip().lower() or "bwrap"
-    if value not in ("bwrap", "weak"):
-        raise SandboxUnavailable(f"{MODE_ENV}={value!r}: expected 'bwrap' or 'weak'")
+    """The mode ``GRPO_BENCH_SANDBOX`` asks for; "" when unset (the default: :func:`mode` picks)."""
+    value = os.environ.get(MODE_ENV, "").strip().lower()
+    if value and value not in MODES:
+        raise SandboxUnavailable(f"{MODE_ENV}={value!r}: expected 'zygote', 'bwrap' or 'weak'")
     return value
 
 
@@ -131,11 +149,11 @@ def sandbox_python() -> str:
 @functools.lru_cache(maxsize=4)
 def _probe(mode: str, python: str) -> str | None:
     """None when ``mode`` works here, else why not (tried once per process and configuration)."""
-    if mode == "bwrap" and not shutil.which("bwrap", path=SAFE_PATH):
+    if mode in NAMESPACED and not shutil.which("bwrap", path=SAFE_PATH):
         return "bwrap (bubblewrap) is not installed: apt-get install bubblewrap"
     if not os.path.isfile(python):
         return f"no interpreter {python} for the sandbox (set {PYTHON_ENV})"
-    if mode == "bwrap":
+    if mode in NAMESPACED:
         try:
             seccomp.bpf_program()
         except seccomp.SeccompUnavailable as exc:
@@ -150,16 +168,28 @@ def _drop_uid() -> bool:
 
 
 def mode() -> str:
-    """The mode in force: ``bwrap``, or ``weak`` when chosen; raises :class:`SandboxUnavailable` otherwise."""
+    """The mode in force: the one asked for, else ``zygote`` where it works here and ``bwrap`` where only
+    that does (said once in the log); raises :class:`SandboxUnavailable` when none with namespaces works
+    (``weak`` only when asked for)."""
     want = requested_mode()
     if want == "weak":
         _warn_weak()
         return "weak"
-    why = _probe("bwrap", sandbox_python())
+    python = sandbox_python()
+    why = _probe(want or "zygote", python)
+    if why and not want:
+        _say_fallback(why)
+        want, why = "bwrap", _probe("bwrap", python)
     if why:
         raise SandboxUnavailable(f"code sandbox unavailable ({why}); refusing to run generated code. Install "
                                  f"bubblewrap, or set {MODE_ENV}=weak to accept a sandbox without namespaces")
-    return "bwrap"
+    return want or "zygote"
+
+
+@functools.lru_cache(maxsize=1)
+def _say_fallback(why: str) -> None:
+    log.warning("code sandbox: the zygote mode does not work here (%s); each sample gets its own bubblewrap "
+                "sandbox instead (the same isolation, slower: docs/sandbox.md, \"Speed\")", why)
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,12 +203,15 @@ def _warn_weak() -> None:
 def describe() -> dict:
     """What every result scored by this sandbox should record (raises like :func:`mode`)."""
     m = mode()
-    out = {"mode": m, "python": sandbox_python() if m == "bwrap" else sys.executable}
-    if m == "bwrap":
+    out = {"mode": m, "python": sandbox_python() if m in NAMESPACED else sys.executable}
+    if m in NAMESPACED:
         out["bwrap_runs_as"] = ("a throwaway uid" if _drop_uid() else
                                 "root (RLIMIT_NPROC not enforced)" if os.geteuid() == 0 else "the harness's uid")
     out["cgroup"] = cgroups.describe()
-    if m == "bwrap":
+    if m == "zygote":
+        out["zygote"] = ("one bubblewrap sandbox per harness thread forks each sample's sandbox: its own user, "
+                         "mount, pid, IPC, UTS and network namespaces, tmpfs, /proc, keyring and seccomp filter")
+    if m in NAMESPACED:
         limits = Limits()
         out["seccomp"] = f"{len(seccomp.DENIED)} calls and namespace flags of clone denied (EPERM), clone3 ENOSYS"
         out["writable"] = f"/tmp {limits.scratch_mb} MB + /dev/shm {limits.shm_mb} MB (tmpfs); / and /dev read-only"
@@ -201,8 +234,9 @@ def run_tests(program: str, tests: str, entry_point: str | None = None, setup_co
     return _run(mode(), program, tests, entry_point, setup_code, trusted_prefix, limits)
 
 
-def bwrap_command(python: str, limits: Limits) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--disable-userns",
+def _bwrap_root(python: str, *options: str) -> list[str]:
+    """bubblewrap's namespaces, uid, environment and read-only root holding only ``/usr`` (both modes)."""
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", *options,
            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin"):
@@ -213,10 +247,36 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
     if not prefix.startswith("/usr"):  # an interpreter installed elsewhere: its prefix, read-only
         cmd += ["--ro-bind", prefix, prefix]
+    return cmd
+
+
+def bwrap_command(python: str, limits: Limits) -> list[str]:
+    cmd = _bwrap_root(python, "--disable-userns")
     cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm",
             "--size", str(limits.scratch_mb << 20), "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
             "--seccomp", "@SECCOMP_FD@", "--info-fd", "@INFO_FD@",  # the judge fills in the descriptors
             "--chdir", "/tmp", python, "-I", "-B", "-S", *server_arguments(python)]
+    return cmd
+
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")  # the zygote's /dev (what bwrap --dev binds)
+
+
+def zygote_command(python: str, seccomp_fd: int) -> list[str]:
+    """The zygote's bubblewrap (see :mod:`.zygote`): a sample's sandbox without ``--disable-userns`` (each
+    sample builds its own namespaces inside), with the zygote's seccomp filter, and a ``/dev`` of bound
+    device nodes instead of ``--dev`` (whose devpts needs a second user namespace level in bwrap, which
+    would lock ``/proc``'s covering mounts and forbid each sample a fresh ``/proc``); ``/tmp`` and
+    ``/dev/shm`` are read-only mount points here: each sample mounts its own."""
+    cmd = _bwrap_root(python) + ["--proc", "/proc", "--tmpfs", "/dev"]
+    for name in DEVICES:
+        if os.path.exists("/dev/" + name):
+            cmd += ["--dev-bind", "/dev/" + name, "/dev/" + name]
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        cmd += ["--symlink", f"/proc/self/fd/{fd}", "/dev/" + name]
+    cmd += ["--symlink", "/proc/self/fd", "/dev/fd", "--dir", "/dev/shm", "--dir", "/tmp",
+            "--remount-ro", "/dev", "--remount-ro", "/", "--seccomp", str(seccomp_fd), "--chdir", "/",
+            python, "-I", "-B", "-S", "-c", ZYGOTE_BOOT, ZYGOTE]
     return cmd
 
 
@@ -283,15 +343,19 @@ class Sample:
     limits: Limits = Limits()
 
 
-def _job_head(mode_: str, sample: Sample, parent_pid: int, cgroup_procs: str) -> dict:
+def _job_head(mode_: str, sample: Sample, parent_pid: int, cgroup_procs: str, zygote_fd: int | None = None) -> dict:
     """Everything the judge needs before the program: it prepares the sandbox from this alone.
-    ``cgroup_procs``: the sample's cgroup's ``cgroup.procs``, which the judge joins first ("" for none)."""
+    ``cgroup_procs``: the sample's cgroup's ``cgroup.procs``, which the judge joins first ("" for none);
+    ``zygote_fd``: in zygote mode, the judge's descriptor of the zygote's socket (it asks for the sandbox)."""
     limits = sample.limits
     if mode_ == "bwrap":
         command, cwd = bwrap_command(sandbox_python(), limits), "/"
+    elif mode_ == "zygote":
+        command, cwd = None, "/"
     else:  # the server runs in the judge's own (per-sample) directory
         command, cwd = [sys.executable, "-I", "-B", "-S", *server_arguments(sys.executable)], None
     return {"cgroup_procs": cgroup_procs, "uid_base": UID_BASE if mode_ == "bwrap" and _drop_uid() else 0,
+            "zygote_fd": zygote_fd, "tmp_bytes": limits.scratch_mb << 20, "shm_bytes": limits.shm_mb << 20,
             "harness_pid": parent_pid, "judge_rlimits": _judge_rlimits(limits), "verdict_bytes": verdict_bytes(limits),
             "tests": sample.tests, "entry_point": sample.entry_point or "",
             "call_check": bool(sample.entry_point and re.search(r"^def check\(", sample.tests, re.M)),
@@ -377,11 +441,13 @@ class _JudgeService:
             raise OSError("the judge service ended")
         return json.loads(answer)
 
-    def fork(self, cwd: str) -> _ForkedJudge:
+    def fork(self, cwd: str, extra_fd: int | None = None) -> _ForkedJudge:
+        """A judge with the three pipes as 0, 1, 2 and ``extra_fd`` (the zygote's socket) as 3."""
         pipes = [os.pipe() for _ in range(3)]  # the judge's stdin, stdout, stderr
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
-            pid = int(self._ask(json.dumps({"fork": cwd}).encode(), theirs)["pid"])
+            extra = [extra_fd] if extra_fd is not None else []
+            pid = int(self._ask(json.dumps({"fork": cwd}).encode(), theirs + extra)["pid"])
         except BaseException:
             for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
                 os.close(fd)
@@ -391,10 +457,10 @@ class _JudgeService:
                 os.close(fd)
         return _ForkedJudge(self, pid, pipes[0][1], pipes[1][0], pipes[2][0])
 
-    def fork_or_none(self, cwd: str) -> _ForkedJudge | None:
+    def fork_or_none(self, cwd: str, extra_fd: int | None = None) -> _ForkedJudge | None:
         """A forked judge, or None when the service failed (the harness then starts the judge itself)."""
         try:
-            return self.fork(cwd)
+            return self.fork(cwd, extra_fd)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("judge service failed (%s): starting this judge directly", exc)
             self.proc.kill()  # replaced on the next sample
@@ -405,6 +471,72 @@ class _JudgeService:
             return int(self._ask(json.dumps({"reap": pid}).encode())["code"])
         except (OSError, ValueError, KeyError):
             return -1
+
+
+class _Zygote:
+    """The zygote of this harness thread (``GRPO_BENCH_SANDBOX=zygote``, :mod:`.zygote`), started on first use
+    and replaced when it died: a bubblewrap sandbox whose pre-imported server forks each sample's sandbox.
+
+    The harness keeps one end of a socketpair; every judge gets a copy of it and asks for its sample's
+    sandbox there. One per thread: bubblewrap's death signal follows the thread that started it.
+    """
+
+    _mine: dict[tuple[int, int], "_Zygote"] = {}
+    _started = itertools.count()
+
+    @classmethod
+    def mine(cls) -> "_Zygote":
+        """This thread's live zygote (a dead one is replaced); raises OSError when none can start."""
+        alive = {(os.getpid(), thread.ident) for thread in threading.enumerate()}
+        for key in [key for key in cls._mine if key not in alive]:
+            cls._mine.pop(key).close()
+        key = (os.getpid(), threading.get_ident())
+        zygote = cls._mine.get(key)
+        if zygote is None or zygote.proc.poll() is not None:
+            if zygote is not None:
+                zygote.close()
+            zygote = cls._mine[key] = cls()
+        return zygote
+
+    def __init__(self):
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        filter_fd = os.memfd_create("seccomp", 0)
+        ids: dict = {}
+        if _drop_uid():  # as root: a throwaway uid of its own, as a judge's bwrap gets
+            n = next(self._started)
+            uid = UID_BASE + (1 << 29) + (((os.getpid() & 0xFFFFF) << 8) | (n & 0xFF))
+            ids = {"user": uid, "group": uid, "extra_groups": []}
+        try:
+            os.write(filter_fd, seccomp.bpf_program(zygote=True))
+            os.lseek(filter_fd, 0, os.SEEK_SET)
+            self.proc = subprocess.Popen(zygote_command(sandbox_python(), filter_fd), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                         env={"PATH": SAFE_PATH}, start_new_session=True,
+                                         pass_fds=(theirs.fileno(), filter_fd), **ids)
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            theirs_fd = theirs.fileno()
+            theirs.close()
+            os.close(filter_fd)
+        config = {"socket_fd": theirs_fd, "bpf": seccomp.bpf_program().hex(), "keyctl": seccomp.numbers()["keyctl"]}
+        self.proc.stdin.write((json.dumps(config) + "\n").encode())
+        self.proc.stdin.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    @classmethod
+    def replace(cls, zygote: "_Zygote") -> None:
+        """A zygote that failed a sample (alive but not serving): ended, so that the next sample gets a new
+        one. Only if it is still this thread's (samples that were waiting on it may fail after it)."""
+        key = (os.getpid(), threading.get_ident())
+        if cls._mine.get(key) is zygote:
+            cls._mine.pop(key).close()
 
 
 class _Judge:
@@ -418,23 +550,28 @@ class _Judge:
 
     def __init__(self, mode_: str, sample: Sample):
         self.mode, self.sample, self.limits = mode_, sample, sample.limits
-        self.workdir = tempfile.mkdtemp(prefix="grpo-sandbox-")
-        self.proc, self.group, self.head, self.sent, self.error = None, None, b"", 0, ""
-        service = _JudgeService.mine() if mode_ == "bwrap" else None
+        self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=_swept_tempdir())
+        self.proc, self.group, self.head, self.sent, self.error, self.zygote = None, None, b"", 0, "", None
+        service = _JudgeService.mine() if mode_ in NAMESPACED else None
         try:
+            self.zygote = _Zygote.mine() if mode_ == "zygote" else None
+            zygote = self.zygote.sock.fileno() if self.zygote is not None else None
             if service is not None:
-                self.proc, parent_pid, code = service.fork_or_none(self.workdir), service.proc.pid, b""
+                self.proc, parent_pid, code = service.fork_or_none(self.workdir, zygote), service.proc.pid, b""
+                judge_zygote = 3 if zygote is not None else None  # where the forked judge has it
             if self.proc is None:
                 self.proc = subprocess.Popen([sys.executable, "-I", "-B", "-S", "-c", JUDGE_BOOT],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                             cwd=self.workdir, env={"PATH": SAFE_PATH}, start_new_session=True)
-                parent_pid, code = os.getpid(), judge_code()
+                                             cwd=self.workdir, env={"PATH": SAFE_PATH}, start_new_session=True,
+                                             pass_fds=(zygote,) if zygote is not None else ())
+                parent_pid, code, judge_zygote = os.getpid(), judge_code(), zygote
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             self.error = f"judge could not start: {type(exc).__name__}: {exc}"
             return
         self.group = _sample_cgroup(self.limits)  # empty: the judge joins it before anything else (judge._confine)
         procs = str(self.group.path / "cgroup.procs") if self.group is not None else ""
-        self.head = code + (json.dumps(_job_head(mode_, sample, parent_pid, procs)) + "\n").encode()
+        head = _job_head(mode_, sample, parent_pid, procs, judge_zygote)
+        self.head = code + (json.dumps(head) + "\n").encode()
         fd = self.proc.stdin.fileno()
         os.set_blocking(fd, False)
         try:  # as much as the pipe takes now; the rest when the sample runs
@@ -454,7 +591,7 @@ class _Judge:
         sample, limits = self.sample, self.limits
         job = (json.dumps({"program": sample.program, "setup": sample.setup_code or ""}) + "\n").encode()
         self.pump = _Pump(self.proc, self.head + job, verdict_bytes(limits) + 4096,  # + the sandbox line
-                          limits.output_bytes, self.mode == "bwrap")
+                          limits.output_bytes, self.mode in NAMESPACED)
         self.pump.sent = self.sent
         self.pump.poll()  # what the pipe takes at once
 
@@ -490,7 +627,10 @@ class _Judge:
         finally:
             self.pump.close()
             self.discard()
-        return _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
+        result = _verdict(self.pump, self.exited, code, self.seconds, self.limits, self.mode)
+        if self.zygote is not None and result.status == "error" and "zygote" in result.reason:
+            _Zygote.replace(self.zygote)
+        return result
 
     def _kill(self) -> None:
         try:
@@ -511,7 +651,7 @@ class _Judge:
                 except OSError:
                     pass
         if self.group is not None:
-            self.group.remove()
+            _remove_later(self.group)
             self.group = None
         try:
             os.rmdir(self.workdir)  # empty in the bubblewrap mode (the judge runs there, the program in /tmp)
@@ -519,9 +659,30 @@ class _Judge:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+_lingering = threading.local()  # .cgroups: killed samples' cgroups not yet empty
+
+
+def _remove_later(group: cgroups.SampleCgroup) -> None:
+    """Remove a killed sample's cgroup if it is empty already, else later (:func:`_remove_lingering`):
+    its last process to exit tears down the sample's namespaces (an RCU grace period, up to tens of ms
+    under load), which the harness's thread need not wait for while other samples run."""
+    pending = _lingering.__dict__.setdefault("cgroups", [])
+    pending.append(group)
+    pending[:] = [g for g in pending if not g.remove(0)]
+
+
+def _remove_lingering() -> None:
+    """Wait (up to 2 s each, as before) for the lingering cgroups to empty and remove them."""
+    for group in _lingering.__dict__.pop("cgroups", []):
+        group.remove()
+
+
 def _run(mode_: str, program: str, tests: str, entry_point: str | None, setup_code: str, trusted_prefix: str,
          limits: Limits) -> Result:
-    return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+    try:
+        return _Judge(mode_, Sample(program, tests, entry_point, setup_code, trusted_prefix, limits)).run()
+    finally:
+        _remove_lingering()
 
 
 def run_batch(samples: list[Sample]) -> list[Result]:
@@ -536,7 +697,7 @@ def run_batch(samples: list[Sample]) -> list[Result]:
     Raises :class:`SandboxUnavailable`.
     """
     mode_ = mode()
-    ahead = AHEAD if mode_ == "bwrap" else 0
+    ahead = AHEAD if mode_ in NAMESPACED else 0
     results: list[Result] = []
     waiting: list[_Judge] = []  # judges started for the next samples, in order
     ended: list[_Judge] = []  # the previous sample's judge: killed, its result not yet taken
@@ -557,7 +718,20 @@ def run_batch(samples: list[Sample]) -> list[Result]:
             judge.result()
         for judge in waiting:
             judge.discard()
+        _remove_lingering()
     return results
+
+
+@functools.lru_cache(maxsize=1)
+def _swept_tempdir() -> str:
+    """The temporary directory, once per process rid of judges' directories whose harness is dead (a
+    SIGKILLed harness cannot remove its own)."""
+    base = tempfile.gettempdir()
+    for path in Path(base).glob(WORKDIR_PREFIX + "*"):
+        owner = path.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not cgroups.process_alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+    return base
 
 
 def _sample_cgroup(limits: Limits) -> cgroups.SampleCgroup | None:

@@ -111,16 +111,23 @@ def _rule(lib: ctypes.CDLL, ctx: int, action: int, name: str, *cmps: _ArgCmp) ->
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def bpf_program() -> bytes:
-    """The filter as classic BPF (``struct sock_filter`` array), as ``bwrap --seccomp`` reads it."""
+#: what the zygote (``GRPO_BENCH_SANDBOX=zygote``) may still call to build each sample's namespaces; every
+#: sample then gets the full filter of :func:`bpf_program`, which denies these too
+ZYGOTE_NEEDS = ("unshare", "mount", "keyctl")
+
+
+@functools.lru_cache(maxsize=2)
+def bpf_program(zygote: bool = False) -> bytes:
+    """The filter as classic BPF (``struct sock_filter`` array), as ``bwrap --seccomp`` and
+    ``prctl(PR_SET_SECCOMP)`` read it; ``zygote``: the zygote's own, without :data:`ZYGOTE_NEEDS`."""
     lib = _library()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
         raise SeccompUnavailable("seccomp_init failed")
     try:
         for name in DENIED:
-            _rule(lib, ctx, SCMP_ACT_ERRNO(errno.EPERM), name)
+            if not (zygote and name in ZYGOTE_NEEDS):
+                _rule(lib, ctx, SCMP_ACT_ERRNO(errno.EPERM), name)
         for flag in CLONE_NAMESPACE_FLAGS:  # one rule per flag: rules on one call are or-ed
             _rule(lib, ctx, SCMP_ACT_ERRNO(errno.EPERM), "clone", _ArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag))
         _rule(lib, ctx, SCMP_ACT_ERRNO(errno.ENOSYS), "clone3")
