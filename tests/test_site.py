@@ -55,7 +55,21 @@ def test_every_link_resolves(site):
     for name in published():
         assert f'href="{name}/leaderboard.html"' in index
         assert 'href="../index.html"' in (site / name / "leaderboard.html").read_text()
-        assert not (site / name / "runs" / "grpo" / "seed0" / "checkpoint").exists()
+
+
+def test_checkpoints_and_locks_stay_out_of_the_site(tmp_path):
+    """A results folder with a run in progress: its weights (checkpoint/, checkpoint.tmp/) and lock are not copied."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "smoke", results / "smoke")
+    run = next((results / "smoke" / "runs").glob("*/seed*"))
+    for part in ("checkpoint", "checkpoint.tmp"):
+        (run / part).mkdir()
+        (run / part / "state.pt").write_bytes(b"weights")
+    (run / ".lock").write_text("1234")
+    assert main(["site", str(results), "-o", str(tmp_path / "site")]) == 0
+    copied = tmp_path / "site" / "smoke" / run.relative_to(results / "smoke")
+    assert (copied / "summary.json").is_file()
+    assert sorted(p.name for p in copied.iterdir() if p.name in ("checkpoint", "checkpoint.tmp", ".lock")) == []
 
 
 def check(value, schema: dict, path: str = "$") -> None:

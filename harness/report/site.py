@@ -33,8 +33,10 @@ from .render import fmt_interval, fmt_verdict
 #: Version of index.json's schema (docs/site.md); raised when a field changes meaning or goes away.
 SCHEMA_VERSION = 1
 
-#: What is not copied into the site: checkpoints (weights), locks and half-written temporaries.
-SKIP = shutil.ignore_patterns("checkpoint", "*.lock", ".*.tmp", "leaderboard.html", "grpo-bench.log")
+#: What is not copied into the site: checkpoints (weights, and one being written by a run in progress),
+#: locks and half-written temporaries.
+SKIP = shutil.ignore_patterns("checkpoint", "checkpoint.tmp", "*.lock", ".*.tmp", "leaderboard.html",
+                              "grpo-bench.log")
 
 CSS = """
 * { box-sizing: border-box; }
