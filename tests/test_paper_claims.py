@@ -88,3 +88,20 @@ def test_seed0_high_arm_moved_as_designed():
     for variant in ("grpo", "tic_grpo"):  # fp32: floor far under the movement
         movement, floor = column_median(variant, 0, "kl_old_k3_seq"), column_median(variant, 0, "noise_floor_k3_seq")
         assert movement > 1e6 * floor, variant
+
+
+def test_the_readme_claims_table_shows_the_paired_differences_of_the_published_runs():
+    """Each claim's row lists variant - reference in points for every seed both finished, in seed order."""
+    runs = finished()
+    pairs = {("equivalence", "low"): ("grpo_no_is_low", "grpo_low"), ("non-inferiority", "low"): ("tic_grpo_low", "grpo_low"),
+             ("non-inferiority", "high"): ("tic_grpo", "grpo"), ("difference", "high"): ("grpo_no_is", "grpo"),
+             ("difference", "both"): ("grpo_low", "grpo")}
+    text = (OUT / "README.md").read_text()
+    rows = re.findall(r"^\| [^|]+ \| (low|high|both) \| ([a-z-]+) \| ([^|]+) \| undecided", text, re.M)
+    assert len(rows) == len(pairs)
+    for arm, kind, shown in rows:
+        variant, reference = pairs[(kind, arm)]
+        seeds = sorted(s for v, s in runs if v == variant and (reference, s) in runs)
+        expected = ", ".join(f"{100 * (pass_at_1(runs[(variant, s)]) - pass_at_1(runs[(reference, s)])):+.1f}"
+                             for s in seeds)
+        assert shown.strip() == (expected or "-"), (kind, arm)
