@@ -11,6 +11,8 @@ import pytest
 from grpo_bench.cli import main
 from grpo_bench.errors import UserError
 from grpo_bench.report import write_leaderboard
+from grpo_bench.report.claims import what_would_change
+from grpo_bench.report.sequential import evaluate_claim
 from grpo_bench.report.board import steps_to_target
 from grpo_bench.report.compare import compare
 from grpo_bench.report.runs import flatten, load_runs
@@ -291,6 +293,28 @@ def test_claims_table_opens_the_leaderboard(tmp_path):
     assert got["tic eq"]["verdict"] == "not equivalent" and got["tic diff"]["verdict"] == "better"
     assert got["tic ni"]["seeds"] == 3 and got["tic ni"]["lo"] == pytest.approx(10.0)
     assert "tic ni" in (root / "leaderboard.html").read_text()
+
+
+def test_an_undecided_claim_under_a_plan_gives_its_next_look_and_a_projection():
+    """Five seeds around +1 (mean 1.0, sd 0.1), looks every 5 seeds to 40: look 1's bound (t about 100) leaves it
+    undecided (half-width 4.5), the look at 10 seeds (t 6.1, half-width about 0.2) settles "equivalent" always."""
+    diffs, looks = [0.9, 1.1, 0.9, 1.1, 1.0], tuple(range(5, 41, 5))
+    claim = {"kind": "equivalence", "margin": 3.0, "alpha": 0.05}
+    result = evaluate_claim("equivalence", 3.0, 0.05, diffs, looks)
+    assert result.verdict == "undecided" and result.look == 1
+    text = what_would_change(claim, result, looks, diffs)
+    assert text.startswith('next planned look at 10 seeds; if the mean +1.0 and sd 0.1 pts of these seeds were the '
+                           'truth, decided by 10 seeds 100% (most often "equivalent"; simulated on from the 5 paired')
+    # mean 0, sd 4.74: at 10 seeds of (5, 10, 15) the half-width is 2.53 * 4.74 / sqrt(10) = 3.8 > 3, so it takes a
+    # sample sd below 3.75 to decide there (rare); at 15 it is 1.82 * 4.74 / sqrt(15) = 2.2 < 3 (likely)
+    spread = [0.0, 6.0, -6.0, 3.0, -3.0]
+    result = evaluate_claim("equivalence", 3.0, 0.05, spread, (5, 10, 15))
+    assert result.verdict == "undecided"
+    wide = what_would_change(claim, result, (5, 10, 15), spread)
+    by_10, by_15 = map(int, re.search(r"decided by 10 seeds (\d+)%, by 15 seeds (\d+)%", wide).groups())
+    assert by_10 < 10 < 50 < by_15 < 100
+    assert what_would_change(claim, evaluate_claim("equivalence", 3.0, 0.05, spread, (5,)), (5,), spread) \
+        == "the plan's last look is reached"
 
 
 def test_a_claim_on_a_variant_without_runs_says_what_it_needs(tmp_path):

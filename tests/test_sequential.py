@@ -7,6 +7,7 @@ from grpo_bench.report.sequential import (
     KINDS,
     error_rate,
     evaluate_claim,
+    project,
     sd_from_half_width,
     seeds_to_decide,
     t_boundaries,
@@ -61,6 +62,31 @@ def test_seeds_to_decide_is_the_fixed_sample_count_for_80_percent_power():
     # equivalence, mean -0.6, sd 3.83, margin 3: gap 2.4 -> ((2.486475) * 3.83 / 2.4)^2 = 15.74 -> 16
     assert seeds_to_decide("equivalence", 3.0, 0.05, -0.6, 3.83) == 16
     assert seeds_to_decide("difference", 0.0, 0.05, 0.0, 5.0) is None
+
+
+def test_projection_with_little_spread_decides_at_the_next_look():
+    """sd 0.1 around +1: any later interval is about +-0.1 wide, so the next look settles each kind for sure."""
+    diffs = [0.9, 1.1, 0.9, 1.1, 1.0]
+    eq = project("equivalence", 3.0, 0.05, diffs, (5, 10, 15))
+    assert eq["by_look"] == [(10, 1.0), (15, 1.0)] and eq["shares"]["equivalent"] == 1.0 and eq["mean_seeds"] == 10
+    assert project("difference", 0.0, 0.05, diffs, (5, 10))["shares"]["better"] == 1.0
+    far = project("equivalence", 3.0, 0.05, [d + 4.0 for d in diffs], (5, 10))  # around +5, margin 3
+    assert far["shares"]["not equivalent"] == 1.0 and far["mean"] == pytest.approx(5.0)
+    assert project("equivalence", 3.0, 0.05, diffs, (5,)) is None  # no later look
+    assert project("equivalence", 3.0, 0.05, [1.0], (5, 10)) is None  # no spread to project with
+
+
+def test_projection_matches_the_normal_formula_for_one_far_look():
+    """Two observed seeds (-0.85, +1.15: mean 0.15, sd sqrt(2)), 398 drawn from N(0.15, 2), one look at 400:
+    "better" iff mean_400 > c * s / 20. mean_400 ~ N(0.15, 398 * 2 / 400^2); s ~ N(sqrt 2, 2 / (2 * 399))
+    nearly; so P = Phi((0.15 - c * sqrt 2 / 20) / sqrt(398 * 2 / 400^2 + (c / 20)^2 * 2 / 798))."""
+    c = t_boundaries((2, 400), 0.025)[1]
+    spread = math.sqrt(398 * 2 / 400**2 + (c / 20) ** 2 * 2 / 798)
+    expected = 0.5 * (1 + math.erf((0.15 - c * math.sqrt(2) / 20) / spread / math.sqrt(2)))
+    got = project("difference", 0.0, 0.05, [-0.85, 1.15], (2, 400), experiments=20_000, seed=3)
+    assert 0.3 < expected < 0.8  # a case that tests something
+    assert got["shares"]["better"] == pytest.approx(expected, abs=0.02)
+    assert got["by_look"][0][1] == pytest.approx(got["shares"]["better"] + got["shares"]["worse"])
 
 
 @pytest.mark.parametrize("kind", KINDS)

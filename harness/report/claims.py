@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .runs import Run
-from .sequential import evaluate_claim, seeds_to_decide
+from .sequential import evaluate_claim, project, seeds_to_decide
 
 #: the folder's sequential plan, written by ``grpo-bench run --until-decided`` at its first stage
 PLAN_FILE = "sequential.json"
@@ -41,10 +41,11 @@ def paired_points(variant: list[Run], reference: list[Run], key: str, metric: st
     return seeds, [100.0 * (x[s] - y[s]) for s in seeds]
 
 
-def what_would_change(claim: dict, result, looks: tuple[int, ...] | None, paired: int = 0) -> str:
-    """One sentence: how the claim got decided, or what it still needs (``paired``: seeds finished on both sides)."""
+def what_would_change(claim: dict, result, looks: tuple[int, ...] | None, diffs: list[float] = ()) -> str:
+    """One sentence: how the claim got decided, or what it still needs (``diffs``: the paired differences, in
+    the plan's seed order)."""
     if result.look == 0 and looks:
-        return f"first tested at the planned look of {looks[0]} seeds ({paired} paired so far)"
+        return f"first tested at the planned look of {looks[0]} seeds ({len(diffs)} paired so far)"
     if result.look == 0:
         return "needs at least 2 paired seeds"
     if result.verdict != "undecided" and looks:
@@ -52,14 +53,31 @@ def what_would_change(claim: dict, result, looks: tuple[int, ...] | None, paired
     if result.verdict != "undecided":
         return (f"decided by the fixed-sample test at {result.seeds} seeds; retesting as seeds are added needs a "
                 "plan of looks (--until-decided), else the error rate grows with each look")
+    if looks:
+        return _planned_outlook(claim, looks, diffs)
     need = seeds_to_decide(claim["kind"], claim["margin"], claim["alpha"], result.estimate, result.sd)
-    text = (f"about {need} seeds for 80% power if the true difference is {result.estimate:+.1f} and the sd "
+    return (f"about {need} seeds for 80% power if the true difference is {result.estimate:+.1f} and the sd "
             f"{result.sd:.1f} pts (fixed-sample, normal approximation)"
             if need else "the mean sits on a bound: more seeds narrow the interval but may not settle it")
-    if looks:
-        later = [n for n in looks if n > result.seeds]
-        text += f"; next planned look at {later[0]} seeds" if later else "; the plan's last look is reached"
-    return text
+
+
+def _planned_outlook(claim: dict, looks: tuple[int, ...], diffs: list[float]) -> str:
+    """An undecided claim under a plan: the next look, and the projection of :func:`.sequential.project`
+    (the chance of a decision by each later look, until it passes 95%, if the estimate and sd were true)."""
+    later = [n for n in looks if n > len(diffs)]
+    if not later:
+        return "the plan's last look is reached"
+    outlook = project(claim["kind"], claim["margin"], claim["alpha"], diffs, looks)
+    chances, shown = [], 0
+    for n, p in outlook["by_look"]:
+        chances.append(f"{n} seeds {100 * p:.0f}%")
+        shown += 1
+        if p >= 0.95 or shown == 3:
+            break
+    likely = max(outlook["shares"], key=outlook["shares"].get)
+    return (f"next planned look at {later[0]} seeds; if the mean {outlook['mean']:+.1f} and sd {outlook['sd']:.1f} pts "
+            f"of these seeds were the truth, decided by {', by '.join(chances)} (most often \"{likely}\"; simulated on from "
+            f"the {len(diffs)} paired seeds; an optimistic guide, not a promise)")
 
 
 def claim_rows(claims: list[dict], groups: dict[str, list[Run]], results_dir: Path) -> list[dict]:
@@ -73,7 +91,7 @@ def claim_rows(claims: list[dict], groups: dict[str, list[Run]], results_dir: Pa
         result = evaluate_claim(claim["kind"], claim["margin"], claim["alpha"], diffs, plan)
         out.append({"claim": claim, "result": result.as_dict(), "seeds": seeds[:result.seeds],
                     "looks": list(looks) if looks else None,
-                    "what_would_change": what_would_change(claim, result, looks, len(seeds))})
+                    "what_would_change": what_would_change(claim, result, looks, diffs)})
     return out
 
 

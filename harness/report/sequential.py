@@ -58,7 +58,8 @@ def z_boundaries(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
     ``alpha`` by :func:`obf_spent`; numerical integration of the score's sub-density over the continuation
     region (Armitage, McPherson & Rowe 1969)."""
     fractions = [n / looks[-1] for n in looks]
-    z = [_NORMAL.inv_cdf(1 - obf_spent(fractions[0], alpha))]
+    first = 1 - obf_spent(fractions[0], alpha)
+    z = [_NORMAL.inv_cdf(first) if first < 1 else math.inf]  # an early look can spend less than 1e-16
     half = 8.0 * math.sqrt(fractions[-1])
     grid = np.linspace(-half, half, GRID)
     step = grid[1] - grid[0]
@@ -176,13 +177,7 @@ def simulate(kind: str, margin: float, alpha: float, sd: float, true_diff: float
     for k, n in enumerate(looks):
         d = draws[:, :n]
         mean, half = d.mean(axis=1), crit[k] * d.std(axis=1, ddof=1) / math.sqrt(n)
-        lo, hi = mean - half, mean + half
-        if kind == "equivalence":
-            yes, no = (lo > -margin) & (hi < margin), (lo >= margin) | (hi <= -margin)
-        elif kind == "non_inferiority":
-            yes, no = lo > -margin, hi <= -margin
-        else:
-            yes, no = lo > 0, hi < 0
+        yes, no = _settles(kind, margin, mean - half, mean + half)
         open_ = verdict == ""
         used[open_ & (yes | no)] = n
         verdict[open_ & yes] = holds
@@ -190,6 +185,49 @@ def simulate(kind: str, margin: float, alpha: float, sd: float, true_diff: float
     verdict[verdict == ""] = "undecided"
     shares = {w: float(np.mean(verdict == w)) for w in (holds, opposite, "undecided")}
     return {"shares": shares, "mean_seeds": float(used.mean()), "experiments": experiments}
+
+
+def project(kind: str, margin: float, alpha: float, diffs: list[float], looks: tuple[int, ...],
+            experiments: int = 4_000, seed: int = 0) -> dict | None:
+    """Where the plan is likely to take an undecided claim: the observed seeds kept, the missing seeds of every
+    later look drawn normal with the observed mean and sd taken as the truth (the "current trend" of conditional
+    power, Jennison & Turnbull 2000, section 10.2), each later look's RCI evaluated as :func:`evaluate_claim`
+    does. Returns {"by_look": [(seeds, P(decided by that look))...], "shares": verdict -> share at the end,
+    "mean_seeds": ..., "experiments": ..., "mean" and "sd" of ``diffs``}; None without two seeds or a later look."""
+    later = [n for n in looks if n > len(diffs)]
+    if len(diffs) < 2 or not later:
+        return None
+    mean, sd = fmean(diffs), stdev(diffs)
+    rng = np.random.default_rng(seed)
+    observed = np.broadcast_to(np.asarray(diffs, dtype=float), (experiments, len(diffs)))
+    draws = np.hstack([observed, rng.normal(mean, sd, size=(experiments, looks[-1] - len(diffs)))])
+    crit = dict(zip(looks, t_boundaries(looks, side_alpha(kind, alpha))))
+    verdict = np.full(experiments, "", dtype=object)
+    used = np.full(experiments, looks[-1])
+    holds, opposite = DECIDED[kind]
+    by_look = []
+    for n in later:
+        d = draws[:, :n]
+        centre, half = d.mean(axis=1), crit[n] * d.std(axis=1, ddof=1) / math.sqrt(n)
+        yes, no = _settles(kind, margin, centre - half, centre + half)
+        open_ = verdict == ""
+        used[open_ & (yes | no)] = n
+        verdict[open_ & yes] = holds
+        verdict[open_ & no & ~yes] = opposite
+        by_look.append((n, float(np.mean(verdict != ""))))
+    verdict[verdict == ""] = "undecided"
+    shares = {w: float(np.mean(verdict == w)) for w in (holds, opposite, "undecided")}
+    return {"by_look": by_look, "shares": shares, "mean_seeds": float(used.mean()), "experiments": experiments,
+            "mean": mean, "sd": sd}
+
+
+def _settles(kind: str, margin: float, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decide` on arrays of intervals: (settles it "holds", settles the opposite)."""
+    if kind == "equivalence":
+        return (lo > -margin) & (hi < margin), (lo >= margin) | (hi <= -margin)
+    if kind == "non_inferiority":
+        return lo > -margin, hi <= -margin
+    return lo > 0, hi < 0
 
 
 def null_difference(kind: str, margin: float) -> float:
