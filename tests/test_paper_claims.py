@@ -29,13 +29,20 @@ def column_median(variant: str, seed: int, key: str) -> float:
     return statistics.median(r[key] for r in rows if r.get(key))
 
 
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
 def test_the_stated_stage_is_the_published_runs():
+    """Both READMEs say "N of the K-th look's M runs": N finished runs (the base model's included), K the first
+    planned look not yet complete, M the runs it needs (six variants a seed while every claim is open, the base
+    model once; a decided claim would stop its variants and change M: then this test changes with the plan)."""
     runs = finished()
     plan = json.loads((OUT / "sequential.json").read_text())
-    first_look = plan["looks"][0] * 6 + 1  # six variants per seed, and the base model once
+    needed = [n * 6 + 1 for n in plan["looks"]]
+    k = next(i for i, m in enumerate(needed) if m > len(runs))
     for text in ((OUT / "README.md").read_text(), (ROOT / "README.md").read_text()):
-        stated = re.search(r"(\d+) of (?:the first look's )?(\d+) runs", text)
-        assert stated and (int(stated[1]), int(stated[2])) == (len(runs), first_look), stated
+        stated = re.search(r"(\d+) of the (\w+) look's (\d+) runs", text)
+        assert stated and (int(stated[1]), stated[2], int(stated[3])) == (len(runs), ORDINALS[k], needed[k]), stated
 
 
 def learning_rate(record: dict) -> float:
@@ -105,3 +112,29 @@ def test_the_readme_claims_table_shows_the_paired_differences_of_the_published_r
         expected = ", ".join(f"{100 * (pass_at_1(runs[(variant, s)]) - pass_at_1(runs[(reference, s)])):+.1f}"
                              for s in seeds)
         assert shown.strip() == (expected or "-"), (kind, arm)
+
+
+def test_the_readme_movement_paragraph_is_the_published_runs():
+    """The ranges of median inner-step KL per run (2 significant digits), TIC-GRPO moving farther than GRPO in
+    every seed of both arms, and the low arm's accuracy range, recomputed from every finished run."""
+    runs = finished()
+    text = " ".join((OUT / "README.md").read_text().split())
+    seeds = sorted({s for v, s in runs if v == "grpo"})
+    kl = {(v, s): column_median(v, s, "kl_old_k3_seq") for v, s in runs if v in ("grpo", "tic_grpo", "grpo_low",
+                                                                                "tic_grpo_low")}
+
+    def span(variant: str) -> str:
+        values = [x for (v, _), x in kl.items() if v == variant]
+        return f"{min(values):.2g}-{max(values):.2g}"
+
+    assert (f"Per run, over seeds 0-{seeds[-1]}: the low arm's GRPO moved by a median {span('grpo_low')} (within "
+            f"the arm's bound of about 0.05) and its TIC-GRPO by {span('tic_grpo_low')}, over it; the high arm's GRPO "
+            f"by {span('grpo')} and its TIC-GRPO by {span('tic_grpo')}.") in text
+    assert max(x for (v, _), x in kl.items() if v == "grpo_low") <= 0.05
+    assert min(x for (v, _), x in kl.items() if v == "tic_grpo_low") > 0.05
+    for tic, ref in (("tic_grpo", "grpo"), ("tic_grpo_low", "grpo_low")):
+        assert all(kl[(tic, s)] > kl[(ref, s)] for v, s in kl if v == tic and (ref, s) in kl)
+    low = [100 * pass_at_1(x) for (v, _), x in runs.items() if v.endswith("_low")]
+    base = 100 * pass_at_1(runs[("base", 0)])
+    assert f"Every low-arm run learns ({min(low):.1f}-{max(low):.1f}% against the base model's {base:.1f}%)" in text
+    assert min(low) > base
